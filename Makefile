@@ -1,0 +1,28 @@
+# Paddock: `make run` (everything up on http://127.0.0.1:8000) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Development defaults: SQLite under var/, a local Redis (started when none answers), DEBUG on.
+run: $(STAMP)
+	mkdir -p var
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runstack
+
+# Real PostgreSQL and Redis (see tests/settings.py for the defaults and how to point elsewhere).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var .pytest_cache

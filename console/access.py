@@ -1,0 +1,41 @@
+"""Who sees and who changes which model. Outsiders get 404, never 403, so names do not leak."""
+
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
+
+from console.choices import Role
+from console.errors import Forbidden, NotFound
+from console.models import ApiToken, Membership
+
+if TYPE_CHECKING:
+    from registry.models import RegisteredModel
+
+
+def visible_models(user: Any, token: ApiToken | None = None) -> "QuerySet[RegisteredModel]":
+    from registry.models import RegisteredModel
+
+    models = RegisteredModel.objects.select_related("team", "owner")
+    if not user.is_superuser:
+        models = models.filter(team__memberships__user=user).distinct()
+    if token is not None and token.model_names:
+        models = models.filter(name__in=token.model_names)
+    return models
+
+
+def get_visible_model(user: Any, name: str, token: ApiToken | None = None) -> "RegisteredModel":
+    model = visible_models(user, token).filter(name=name).first()
+    if model is None:
+        raise NotFound(f"model '{name}' not found")
+    return model
+
+
+def can_change_team(user: Any, team_id: int) -> bool:
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, team_id=team_id, role=Role.ENGINEER).exists()
+
+
+def require_engineer(user: Any, model: "RegisteredModel") -> None:
+    if not can_change_team(user, model.team_id):
+        raise Forbidden(f"the engineer role in team '{model.team.name}' is required to change this model")

@@ -1,0 +1,40 @@
+from rest_framework import serializers
+
+from console.choices import Scope
+from console.models import ApiToken, AuditEvent
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "user", "scopes", "model_names", "created_at", "expires_at",
+                  "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False)
+    model_names = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown once; store it now")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor", "actor_username", "actor_token_name", "action", "object_type",
+                  "object_id", "object_repr", "before", "after", "client_address", "request_id",
+                  "prev_hash", "hash"]
+        read_only_fields = fields

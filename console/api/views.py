@@ -1,0 +1,111 @@
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console import services
+from console.api.serializers import (
+    AuditEventSerializer,
+    TokenCreatedSerializer,
+    TokenCreateSerializer,
+    TokenSerializer,
+)
+from console.audit import Actor
+from console.errors import InvalidInput, NotFound
+from console.models import ApiToken, AuditEvent
+
+
+class TokenListView(generics.ListAPIView):
+    """Your tokens (admins: everyone's, `?user=` to filter)."""
+
+    serializer_class = TokenSerializer
+    scopes = {"POST": "read"}  # any token may mint a token no stronger than itself
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        tokens = ApiToken.objects.select_related("user")
+        if not self.request.user.is_superuser:
+            return tokens.filter(user=self.request.user)
+        user = self.request.query_params.get("user")
+        return tokens.filter(user__username=user) if user else tokens
+
+    @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        data = TokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, raw = services.create_token(actor=Actor.from_request(request), user=request.user, **data.validated_data)
+        body = TokenSerializer(token).data
+        body["token"] = raw
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailView(APIView):
+    scopes = {"DELETE": "read"}  # revoking your own token needs no more than holding it
+
+    def _token(self, request: Request, token_id: int) -> ApiToken:
+        tokens = ApiToken.objects.select_related("user")
+        if not request.user.is_superuser:
+            tokens = tokens.filter(user=request.user)
+        token = tokens.filter(pk=token_id).first()
+        if token is None:
+            raise NotFound(f"token {token_id} not found")
+        return token
+
+    @extend_schema(responses=TokenSerializer)
+    def get(self, request: Request, token_id: int) -> Response:
+        return Response(TokenSerializer(self._token(request, token_id)).data)
+
+    @extend_schema(responses=TokenSerializer)
+    def delete(self, request: Request, token_id: int) -> Response:
+        token = services.revoke_token(actor=Actor.from_request(request), token=self._token(request, token_id))
+        return Response(TokenSerializer(token).data)
+
+
+def _when(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    value = parse_datetime(raw)
+    if value is None:
+        raise InvalidInput(f"'{name}' is not an ISO 8601 date-time: '{raw}'")
+    return value
+
+
+AUDIT_FILTERS = [
+    OpenApiParameter("action", str), OpenApiParameter("actor", str), OpenApiParameter("object_type", str),
+    OpenApiParameter("object_id", str), OpenApiParameter("since", str), OpenApiParameter("until", str),
+]
+
+
+class AuditEventListView(generics.ListAPIView):
+    """The audit log, newest first (admins only)."""
+
+    serializer_class = AuditEventSerializer
+    scopes = {"GET": "admin"}
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        params = self.request.query_params
+        events = AuditEvent.objects.all()
+        filters: dict[str, Any] = {}
+        if params.get("action"):
+            filters["action__startswith"] = params["action"]
+        if params.get("actor"):
+            filters["actor_username"] = params["actor"]
+        if params.get("object_type"):
+            filters["object_type"] = params["object_type"]
+        if params.get("object_id"):
+            filters["object_id"] = params["object_id"]
+        since, until = _when(params.get("since"), "since"), _when(params.get("until"), "until")
+        if since:
+            filters["created_at__gte"] = since
+        if until:
+            filters["created_at__lt"] = until
+        return events.filter(**filters)
+
+    @extend_schema(parameters=AUDIT_FILTERS)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)

@@ -1,0 +1,88 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from registry.choices import ArtifactFormat
+from registry.models import Alias, ModelVersion, RegisteredModel
+
+
+class TensorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    datatype = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField(), help_text="-1 marks a dynamic axis")
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    inputs = TensorSerializer(many=True, read_only=True)
+    outputs = TensorSerializer(many=True, read_only=True)
+    aliases = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "model", "number", "status", "status_reason", "format", "original_filename", "sha256", "size",
+            "metadata", "inputs", "outputs", "description", "validation_report", "aliases",
+            "created_by", "created_at", "validated_at",
+        ]
+        read_only_fields = fields
+
+    def get_aliases(self, version: ModelVersion) -> list[str]:
+        return sorted(alias.name for alias in version.aliases.all())
+
+
+class VersionUploadSerializer(serializers.Serializer):
+    """The multipart fields of an upload (documents the schema; the view reads them itself)."""
+
+    artifact = serializers.FileField(help_text="The model file: .onnx or a TorchScript archive")
+    format = serializers.ChoiceField(choices=ArtifactFormat.choices, required=False,
+                                     help_text="Detected from the bytes when omitted")
+    signature = serializers.JSONField(required=False, help_text="TorchScript only: inputs and outputs")
+    description = serializers.CharField(required=False)
+    external_data = serializers.ListField(child=serializers.FileField(), required=False,
+                                          help_text="Files the ONNX model reads as external data")
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    aliases = serializers.SerializerMethodField()
+    latest_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["name", "description", "team", "owner", "tags", "aliases", "latest_version",
+                  "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_aliases(self, model: RegisteredModel) -> dict[str, int]:
+        return {alias.name: alias.version.number for alias in model.aliases.select_related("version")}
+
+    def get_latest_version(self, model: RegisteredModel) -> dict[str, Any] | None:
+        version = model.versions.order_by("-number").first()
+        return {"number": version.number, "status": version.status} if version else None
+
+
+class ModelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    team = serializers.CharField(max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+
+
+class ModelUpdateSerializer(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+
+
+class AliasSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number")
+
+    class Meta:
+        model = Alias
+        fields = ["name", "version", "updated_at"]
+
+
+class AliasSetSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)

@@ -1,0 +1,197 @@
+"""The registry's management API. Thin: parse, check access, call a service, serialize."""
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.access import get_visible_model, require_engineer, visible_models
+from console.audit import Actor
+from console.errors import InvalidInput, NotFound, PayloadTooLarge
+from console.models import Membership, Team
+from registry import services
+from registry.api.serializers import (
+    AliasSerializer,
+    AliasSetSerializer,
+    ModelCreateSerializer,
+    ModelSerializer,
+    ModelUpdateSerializer,
+    VersionSerializer,
+    VersionUploadSerializer,
+)
+from registry.models import Alias, ModelVersion, RegisteredModel
+
+
+def _model(request: Request, name: str) -> RegisteredModel:
+    return get_visible_model(request.user, name, _token(request))
+
+
+def _token(request: Request) -> Any:
+    from console.models import ApiToken
+
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
+def search_models(models: QuerySet[RegisteredModel], query: str, tag: str) -> QuerySet[RegisteredModel]:
+    if query:
+        models = models.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    if tag:
+        # JSON containment is not portable to SQLite; tags are few, so filter on a text match
+        # and confirm in Python.
+        names = [m.name for m in models.filter(tags__icontains=tag) if tag in m.tags]
+        models = models.filter(name__in=names)
+    return models
+
+
+class ModelListView(generics.ListAPIView):
+    serializer_class = ModelSerializer
+
+    def get_queryset(self) -> QuerySet[RegisteredModel]:
+        params = self.request.query_params
+        models = visible_models(self.request.user, _token(self.request))
+        return search_models(models, params.get("q", "").strip(), params.get("tag", "").strip())
+
+    @extend_schema(request=ModelCreateSerializer, responses={201: ModelSerializer})
+    def post(self, request: Request) -> Response:
+        data = ModelCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = team_for_new_model(request.user, data.validated_data["team"])
+        model = services.create_model(
+            actor=Actor.from_request(request), name=data.validated_data["name"], team=team,
+            description=data.validated_data["description"], tags=data.validated_data["tags"],
+        )
+        return Response(ModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+def team_for_new_model(user: Any, team_name: str) -> Team:
+    team = Team.objects.filter(name=team_name).first()
+    if team is None or not (
+        user.is_superuser or Membership.objects.filter(user=user, team=team).exists()
+    ):
+        raise NotFound(f"team '{team_name}' not found")
+    if not user.is_superuser and not Membership.objects.filter(user=user, team=team, role="engineer").exists():
+        from console.errors import Forbidden
+
+        raise Forbidden(f"the engineer role in team '{team.name}' is required to add models to it")
+    return team
+
+
+class ModelDetailView(APIView):
+    @extend_schema(responses=ModelSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(ModelSerializer(_model(request, name)).data)
+
+    @extend_schema(request=ModelUpdateSerializer, responses=ModelSerializer)
+    def patch(self, request: Request, name: str) -> Response:
+        model = _model(request, name)
+        require_engineer(request.user, model)
+        data = ModelUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = services.update_model(actor=Actor.from_request(request), model=model, **data.validated_data)
+        return Response(ModelSerializer(model).data)
+
+
+class VersionListView(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Refuse an oversized upload from its Content-Length, before its body is read.
+        if request.method == "POST":
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+            # Multipart framing and form fields add a little on top of the files themselves.
+            if length > settings.PADDOCK_MAX_UPLOAD_BYTES + 64 * 1024:
+                raise PayloadTooLarge(
+                    f"upload is {length} bytes; the limit is {settings.PADDOCK_MAX_UPLOAD_BYTES} bytes"
+                )
+
+    @extend_schema(responses=VersionSerializer(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        model = _model(request, name)
+        versions = model.versions.select_related("model", "created_by").prefetch_related("aliases")
+        return Response(VersionSerializer(versions, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": VersionUploadSerializer}, responses={201: VersionSerializer,
+                                                                                         200: VersionSerializer})
+    def post(self, request: Request, name: str) -> Response:
+        model = _model(request, name)
+        require_engineer(request.user, model)
+        upload = request.FILES.get("artifact")
+        if upload is None:
+            raise InvalidInput("send the model file as the multipart field 'artifact'")
+        version, created = services.register_version(
+            actor=Actor.from_request(request), model=model, upload=upload,
+            declared_format=request.data.get("format", "") or "",
+            signature=parse_json_field(request.data.get("signature"), "signature"),
+            description=request.data.get("description", "") or "",
+            external_data=request.FILES.getlist("external_data"),
+        )
+        body = VersionSerializer(version).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+                        headers={"X-Paddock-Duplicate": "false" if created else "true"})
+
+
+def parse_json_field(raw: Any, field: str) -> Any:
+    if raw is None or isinstance(raw, (dict, list)):
+        return raw
+    if raw == "":
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"'{field}' is not valid JSON: {exc.msg} at position {exc.pos}") from None
+
+
+def _version(model: RegisteredModel, number: int) -> ModelVersion:
+    version = model.versions.filter(number=number).select_related("model", "created_by").first()
+    if version is None:
+        raise NotFound(f"model '{model.name}' has no version {number}")
+    return version
+
+
+class VersionDetailView(APIView):
+    @extend_schema(responses=VersionSerializer)
+    def get(self, request: Request, name: str, number: int) -> Response:
+        return Response(VersionSerializer(_version(_model(request, name), number)).data)
+
+
+class AliasListView(APIView):
+    @extend_schema(responses=AliasSerializer(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        aliases = _model(request, name).aliases.select_related("version")
+        return Response(AliasSerializer(aliases, many=True).data)
+
+
+class AliasDetailView(APIView):
+    def _alias(self, model: RegisteredModel, alias: str) -> Alias:
+        found = model.aliases.select_related("version").filter(name=alias).first()
+        if found is None:
+            raise NotFound(f"model '{model.name}' has no alias '{alias}'")
+        return found
+
+    @extend_schema(responses=AliasSerializer)
+    def get(self, request: Request, name: str, alias: str) -> Response:
+        return Response(AliasSerializer(self._alias(_model(request, name), alias)).data)
+
+    @extend_schema(request=AliasSetSerializer, responses=AliasSerializer)
+    def put(self, request: Request, name: str, alias: str) -> Response:
+        model = _model(request, name)
+        require_engineer(request.user, model)
+        data = AliasSetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = _version(model, data.validated_data["version"])
+        moved = services.set_alias(actor=Actor.from_request(request), model=model, name=alias, version=version)
+        return Response(AliasSerializer(moved).data)
+
+    def delete(self, request: Request, name: str, alias: str) -> Response:
+        model = _model(request, name)
+        require_engineer(request.user, model)
+        services.delete_alias(actor=Actor.from_request(request), alias=self._alias(model, alias))
+        return Response(status=status.HTTP_204_NO_CONTENT)

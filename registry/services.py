@@ -1,0 +1,249 @@
+"""Writes to the registry. Each verb runs in one transaction that also writes its audit event."""
+
+import contextlib
+import hashlib
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from console.audit import Actor, record_event
+from console.errors import Conflict, InvalidInput, PayloadTooLarge
+from console.models import Team
+from registry.choices import VersionStatus
+from registry.inspection import ArtifactRejected, inspect_artifact
+from registry.models import Alias, ModelVersion, RegisteredModel, slug_validator
+
+_CHUNK = 1024 * 1024
+
+
+def _check_slug(value: str, what: str) -> None:
+    try:
+        slug_validator(value)
+    except ValidationError:
+        raise InvalidInput(f"invalid {what} '{value}': {slug_validator.message}") from None
+
+
+def _check_tags(tags: Any) -> list[str]:
+    if not isinstance(tags, list) or any(not isinstance(t, str) or not t.strip() or len(t) > 64 for t in tags):
+        raise InvalidInput("tags must be a list of non-empty strings of at most 64 characters")
+    return sorted({t.strip() for t in tags})
+
+
+def create_model(*, actor: Actor, name: str, team: Team, description: str = "",
+                 tags: list[str] | None = None) -> RegisteredModel:
+    _check_slug(name, "model name")
+    clean_tags = _check_tags(tags or [])
+    owner = actor.user if actor.user is not None and actor.user.is_authenticated else None
+    try:
+        with transaction.atomic():
+            model = RegisteredModel.objects.create(
+                name=name, team=team, description=description, tags=clean_tags, owner=owner
+            )
+            record_event(actor=actor, action="model.create", obj=model, after=model.snapshot())
+    except IntegrityError:
+        raise Conflict(f"a model named '{name}' already exists") from None
+    return model
+
+
+def update_model(*, actor: Actor, model: RegisteredModel, description: str | None = None,
+                 tags: list[str] | None = None) -> RegisteredModel:
+    with transaction.atomic():
+        model = RegisteredModel.objects.select_for_update().select_related("team", "owner").get(pk=model.pk)
+        before = model.snapshot()
+        if description is not None:
+            model.description = description
+        if tags is not None:
+            model.tags = _check_tags(tags)
+        model.save(update_fields=["description", "tags", "updated_at"])
+        record_event(actor=actor, action="model.update", obj=model, before=before, after=model.snapshot())
+    return model
+
+
+def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFile, declared_format: str = "",
+                     signature: Any = None, description: str = "",
+                     external_data: list[UploadedFile] | None = None) -> tuple[ModelVersion, bool]:
+    """Store a new immutable version and queue its validation; or, when the same bytes were
+    uploaded to this model before, return that version. Returns (version, created).
+
+    1. Refuse what is over the size limit before reading it.
+    2. Copy to a private temporary folder while hashing; identical bytes return the existing version.
+    3. Inspect the copy (format, signature, external-data paths) and refuse what is not a model.
+    4. In one transaction: number the version, store the files, write the row and the audit event;
+       validation is queued when it commits. On any failure the stored files are removed.
+    """
+    external_data = external_data or []
+    limit = settings.PADDOCK_MAX_UPLOAD_BYTES
+    total = (upload.size or 0) + sum(f.size or 0 for f in external_data)
+    if total > limit:
+        raise PayloadTooLarge(f"upload is {total} bytes; the limit is {limit} bytes")
+    filename = get_valid_filename(Path(upload.name or "").name) or "model"
+    with tempfile.TemporaryDirectory(prefix="paddock-upload-") as scratch:
+        local = Path(scratch) / filename
+        sha256, size = _copy_hashing(upload, local)
+        existing = model.versions.filter(sha256=sha256).first()
+        if existing is not None:
+            return existing, False
+        inspection = inspect_artifact(local, declared_format=declared_format, signature=signature)
+        extra = _match_external_data(inspection.external_files, external_data)
+        metadata = {**inspection.metadata, "external_data": inspection.external_files}
+        stored: list[str] = []
+        try:
+            with transaction.atomic():
+                locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+                number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+                version = ModelVersion(
+                    model=locked, number=number, original_filename=filename, sha256=sha256, size=size,
+                    format=inspection.format, metadata=metadata, inputs=inspection.inputs,
+                    outputs=inspection.outputs, description=description,
+                    created_by=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+                )
+                with local.open("rb") as handle:
+                    version.artifact.save(filename, File(handle), save=False)
+                stored.append(version.artifact.name)
+                folder = posixpath.dirname(version.artifact.name)
+                for location, part in extra.items():
+                    stored.append(_store_exact(posixpath.join(folder, location), part))
+                version.save()
+                record_event(actor=actor, action="version.create", obj=version, after=version.snapshot())
+                from registry.tasks import validate_version
+
+                validate_version.delay_on_commit(version.pk)
+        except IntegrityError:
+            # The same bytes won a race with this upload: answer with that version.
+            _remove(stored)
+            existing = model.versions.filter(sha256=sha256).first()
+            if existing is None:
+                raise
+            return existing, False
+        except BaseException:
+            _remove(stored)
+            raise
+    return version, True
+
+
+def _copy_hashing(upload: UploadedFile, target: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with target.open("wb") as out:
+        for chunk in upload.chunks(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _match_external_data(locations: list[str], files: list[UploadedFile]) -> dict[str, UploadedFile]:
+    by_name = {Path(f.name or "").name: f for f in files}
+    matched: dict[str, UploadedFile] = {}
+    for location in locations:
+        part = by_name.pop(posixpath.basename(location), None)
+        if part is None:
+            raise ArtifactRejected(
+                f"the model reads external data from '{location}', which was not uploaded: "
+                "send it as an 'external_data' file"
+            )
+        matched[location] = part
+    if by_name:
+        raise ArtifactRejected(f"external data file '{sorted(by_name)[0]}' is not referenced by the model")
+    return matched
+
+
+def _store_exact(name: str, part: UploadedFile) -> str:
+    saved = default_storage.save(name, part)
+    if saved != name:
+        default_storage.delete(saved)
+        raise ArtifactRejected(f"external data file '{name}' could not be stored under its own name")
+    return saved
+
+
+def _remove(names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(OSError):
+            default_storage.delete(name)
+
+
+@contextlib.contextmanager
+def local_artifact(version: ModelVersion) -> Iterator[Path]:
+    """A filesystem path to the artifact, with its external data beside it; copied out of
+    storage into a temporary folder when the storage is not a local filesystem."""
+    try:
+        yield Path(default_storage.path(version.artifact.name))
+        return
+    except NotImplementedError:
+        pass
+    folder = posixpath.dirname(version.artifact.name)
+    with tempfile.TemporaryDirectory(prefix="paddock-artifact-") as scratch:
+        names = [posixpath.basename(version.artifact.name), *version.metadata.get("external_data", [])]
+        for relative in names:
+            target = Path(scratch) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with default_storage.open(posixpath.join(folder, relative), "rb") as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+        yield Path(scratch) / names[0]
+
+
+def claim_validation(version_id: int, *, stale_before: Any = None) -> bool:
+    """Move a version to `validating`; False when someone else already has it (or it is done)."""
+    pending = ModelVersion.objects.filter(pk=version_id, status=VersionStatus.PENDING)
+    now = timezone.now()
+    if pending.update(status=VersionStatus.VALIDATING, validation_started_at=now):
+        return True
+    if stale_before is not None:
+        stale = ModelVersion.objects.filter(
+            pk=version_id, status=VersionStatus.VALIDATING, validation_started_at__lt=stale_before
+        )
+        return bool(stale.update(validation_started_at=now))
+    return False
+
+
+def finish_validation(*, actor: Actor, version_id: int, report: dict[str, Any] | None, error: str = "") -> None:
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
+        before = {"status": version.status}
+        version.status = VersionStatus.FAILED if error else VersionStatus.READY
+        version.status_reason = error
+        version.validation_report = report or {}
+        version.validated_at = timezone.now()
+        version.save(update_fields=["status", "status_reason", "validation_report", "validated_at"])
+        action = "version.validation_failed" if error else "version.validated"
+        after = {"status": version.status, "reason": error, "provider": (report or {}).get("provider")}
+        record_event(actor=actor, action=action, obj=version, before=before, after=after)
+
+
+def set_alias(*, actor: Actor, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
+    _check_slug(name, "alias")
+    if version.model_id != model.pk:
+        raise InvalidInput(f"version {version.number} does not belong to model '{model.name}'")
+    if version.status == VersionStatus.FAILED:
+        raise Conflict(f"version {version.number} failed validation and cannot carry an alias")
+    with transaction.atomic():
+        alias = Alias.objects.select_for_update().filter(model=model, name=name).select_related("version").first()
+        before = {"alias": name, "version": alias.version.number} if alias else None
+        if alias is None:
+            alias = Alias.objects.create(model=model, name=name, version=version)
+        else:
+            alias.version = version
+            alias.save(update_fields=["version", "updated_at"])
+        record_event(actor=actor, action="alias.set", obj=alias, before=before,
+                     after={"alias": name, "version": version.number})
+    return alias
+
+
+def delete_alias(*, actor: Actor, alias: Alias) -> None:
+    with transaction.atomic():
+        before = {"alias": alias.name, "version": alias.version.number}
+        record_event(actor=actor, action="alias.delete", obj=alias, before=before)
+        alias.delete()

@@ -1,0 +1,26 @@
+// Upload page: a real progress bar from the XHR's upload events, and error fragments swapped in.
+document.addEventListener("DOMContentLoaded", function () {
+  var form = document.getElementById("upload-form");
+  var bar = document.getElementById("upload-progress");
+  var percent = document.getElementById("upload-percent");
+  if (!form) return;
+  form.addEventListener("htmx:xhr:progress", function (evt) {
+    if (!evt.detail.lengthComputable) return;
+    var value = Math.round((evt.detail.loaded / evt.detail.total) * 100);
+    bar.hidden = false;
+    bar.value = value;
+    percent.textContent = value + "%";
+  });
+  form.addEventListener("htmx:beforeRequest", function () {
+    bar.hidden = false;
+    bar.value = 0;
+    percent.textContent = "0%";
+  });
+  document.body.addEventListener("htmx:beforeSwap", function (evt) {
+    // The server explains refusals in a fragment: show it rather than drop it.
+    if (evt.detail.xhr.status === 400 || evt.detail.xhr.status === 413) {
+      evt.detail.shouldSwap = true;
+      evt.detail.isError = false;
+    }
+  });
+});

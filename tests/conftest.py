@@ -1,0 +1,169 @@
+"""Shared fixtures: the cast (admin, engineer, viewer, outsider), API clients with real tokens,
+and real processes (a Celery worker, a uvicorn web server) on the real test database."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from console.audit import Actor
+from console.models import Membership, Team
+from console.services import create_token
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_postgres(django_db_setup: Any, django_db_blocker: Any) -> None:
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            pytest.exit("the suite runs against PostgreSQL: set DATABASE_URL=postgres://...", returncode=2)
+
+
+@pytest.fixture
+def teams(db: Any) -> dict[str, Team]:
+    return {
+        "ml": Team.objects.create(name="ml", description="Machine learning"),
+        "other": Team.objects.create(name="other", description="Someone else"),
+    }
+
+
+@pytest.fixture
+def cast(teams: dict[str, Team], django_user_model: Any) -> dict[str, Any]:
+    """admin (superuser), engineer and viewer of team ml, outsider (engineer of team other)."""
+    people = {
+        "admin": django_user_model.objects.create_superuser("admin", password=PASSWORD),
+        "engineer": django_user_model.objects.create_user("engineer", password=PASSWORD),
+        "viewer": django_user_model.objects.create_user("viewer", password=PASSWORD),
+        "outsider": django_user_model.objects.create_user("outsider", password=PASSWORD),
+    }
+    Membership.objects.create(team=teams["ml"], user=people["engineer"], role="engineer")
+    Membership.objects.create(team=teams["ml"], user=people["viewer"], role="viewer")
+    Membership.objects.create(team=teams["other"], user=people["outsider"], role="engineer")
+    return people
+
+
+@pytest.fixture
+def client_for(cast: dict[str, Any]) -> Callable[..., APIClient]:
+    """An API client that sends a real bearer token of `who` with the given scopes."""
+
+    def make(who: str, *scopes: str, **token_options: Any) -> APIClient:
+        user = cast[who]
+        _, raw = create_token(actor=Actor.system("tests"), user=user, name=f"{who}-test",
+                              scopes=list(scopes or ["read", "manage"]), **token_options)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _child_env() -> dict[str, str]:
+    """The test process's environment, pointed at the test database pytest-django created."""
+    settings_dict = connection.settings_dict
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["DATABASE_URL"] = (
+        f"postgres://{settings_dict['USER'] or 'postgres'}@{settings_dict['HOST'] or '127.0.0.1'}:"
+        f"{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _wait_for(predicate: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, what: str,
+              timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if predicate():
+            return
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{what} did not start within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process consuming this session's queue."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo", "-l", "INFO",
+             "-n", f"test-worker-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=_child_env(), stdout=out, stderr=subprocess.STDOUT,
+        )
+    _wait_for(lambda: b" ready." in log.read_bytes(), process, log, "celery worker")
+    yield process
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def web_server(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn serving console.asgi on a free port; yields its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("web") / "web.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"],
+            cwd=ROOT, env=_child_env(), stdout=out, stderr=subprocess.STDOUT,
+        )
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    _wait_for(answers, process, log, "uvicorn")
+    yield f"http://127.0.0.1:{port}"
+    _stop(process)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
+    """Poll until predicate() is truthy; return its value or fail with a clear message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(autouse=True)
+def _empty_media_root() -> Iterator[None]:
+    """Each test starts with empty artifact storage (the folder itself is shared with workers)."""
+    import shutil
+
+    from django.conf import settings
+
+    yield
+    shutil.rmtree(Path(settings.MEDIA_ROOT) / "models", ignore_errors=True)

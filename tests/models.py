@@ -1,0 +1,91 @@
+"""Small real models built in code for the suite (a few KB of ONNX or TorchScript)."""
+
+import io
+import zipfile
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+IR_VERSION = 9
+
+
+def mlp_onnx(inputs: int = 8, outputs: int = 3, seed: int = 0, ir_version: int = IR_VERSION) -> bytes:
+    """x[batch, inputs] → softmax(x·W + b)[batch, outputs]."""
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((inputs, outputs)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.standard_normal(outputs).astype(np.float32), "B")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "B"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", inputs])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", outputs])],
+        initializer=[weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="paddock-tests")
+    model.ir_version = ir_version
+    return model.SerializeToString()
+
+
+def external_data_onnx(location: str) -> bytes:
+    """A model whose weight lives in an external file at `location`."""
+    weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    for key, value in (("location", location), ("offset", "0"), ("length", "32")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def broken_onnx() -> bytes:
+    """Parses as ONNX but onnxruntime refuses it: Gemm with mismatched inner dimensions."""
+    weight = numpy_helper.from_array(np.ones((5, 2), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "broken",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def torchscript_linear() -> bytes:
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Sigmoid()))
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    return buffer.getvalue()
+
+
+def torch_save_state_dict() -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(torch.nn.Linear(4, 2).state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def plain_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", "not a model")
+    return buffer.getvalue()
+
+
+TORCHSCRIPT_SIGNATURE = {
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+}

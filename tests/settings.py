@@ -1,0 +1,26 @@
+"""Settings for the suite: production settings, pointed at the real local PostgreSQL and Redis.
+Every value can be overridden from the environment; child processes (workers, web) inherit
+these variables, so they share the test database, media folder and Celery queue."""
+
+import os
+import tempfile
+import uuid
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
+os.environ.setdefault("PADDOCK_DEVICE", "cpu")
+# One queue per test session: a `make run` or another suite on the same Redis cannot steal tasks.
+os.environ.setdefault("PADDOCK_CELERY_QUEUE", f"paddock-test-{uuid.uuid4().hex[:8]}")
+os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="paddock-test-media-"))
+os.environ.setdefault("PADDOCK_VAR_DIR", tempfile.mkdtemp(prefix="paddock-test-var-"))
+
+from console.settings import *  # noqa: E402,F403
+
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -1,0 +1,42 @@
+"""Runtimes behind one small interface: load an artifact, run named arrays, say which
+execution provider answers."""
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from django.conf import settings
+
+
+class Runtime(Protocol):
+    name: str
+    provider: str
+    version: str
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class RuntimeLoadError(Exception):
+    """The runtime refused the artifact; the message is the runtime's own."""
+
+
+def cuda_wanted() -> bool:
+    """Ask for CUDA only where a GPU is present (or PADDOCK_DEVICE=cuda says so)."""
+    if settings.PADDOCK_DEVICE == "cpu":
+        return False
+    if settings.PADDOCK_DEVICE == "cuda":
+        return True
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+
+
+def load_runtime(path: Path, *, fmt: str, signature: dict[str, Any]) -> Runtime:
+    if fmt == "onnx":
+        from workers.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime(path, use_cuda=cuda_wanted())
+    if fmt == "torchscript":
+        from workers.runtimes.torchscript import TorchScriptRuntime
+
+        return TorchScriptRuntime(path, signature=signature, use_cuda=cuda_wanted())
+    raise RuntimeLoadError(f"no runtime for format '{fmt}'")

@@ -1,0 +1,36 @@
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workers.runtimes import RuntimeLoadError
+
+
+class TorchScriptRuntime:
+    name = "torch"
+    version = torch.__version__
+
+    def __init__(self, path: Path, *, signature: dict[str, Any], use_cuda: bool) -> None:
+        self.device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+        try:
+            # torch.jit.load reads TorchScript's own format; it does not run Python's unpickler
+            # on arbitrary classes.
+            self.module = torch.jit.load(str(path), map_location=self.device)
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeLoadError(str(exc)) from exc
+        self.module.eval()
+        self.provider = "cuda" if self.device.type == "cuda" else "cpu"
+        self.input_names = [tensor["name"] for tensor in signature["inputs"]]
+        self.output_names = [tensor["name"] for tensor in signature["outputs"]]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device) for name in self.input_names]
+            result = self.module(*args)
+        tensors = list(result) if isinstance(result, (tuple, list)) else [result]
+        if len(tensors) != len(self.output_names):
+            raise RuntimeLoadError(
+                f"the module returned {len(tensors)} output(s) but the signature declares {len(self.output_names)}"
+            )
+        return {name: tensor.detach().cpu().numpy() for name, tensor in zip(self.output_names, tensors, strict=True)}
