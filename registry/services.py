@@ -61,7 +61,7 @@ def create_model(*, actor: Actor, name: str, team: Team, description: str = "",
 def update_model(*, actor: Actor, model: RegisteredModel, description: str | None = None,
                  tags: list[str] | None = None) -> RegisteredModel:
     with transaction.atomic():
-        model = RegisteredModel.objects.select_for_update().select_related("team", "owner").get(pk=model.pk)
+        model = RegisteredModel.objects.select_for_update(of=("self",)).select_related("team", "owner").get(pk=model.pk)
         before = model.snapshot()
         if description is not None:
             model.description = description

@@ -1,0 +1,141 @@
+"""API tokens: random, shown once, stored hashed, scoped, limited to models, expiring, revocable."""
+
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from console.audit import Actor
+from console.models import ApiToken, AuditEvent, hash_token
+from console.services import create_token, revoke_token
+from registry import services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def iris(teams: dict[str, Any], cast: dict[str, Any]) -> Any:
+    services.create_model(actor=Actor(user=cast["engineer"]), name="wine", team=teams["ml"])
+    return services.create_model(actor=Actor(user=cast["engineer"]), name="iris", team=teams["ml"])
+
+
+def bearer(raw: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def test_a_token_is_shown_once_and_stored_only_as_its_hash(cast: dict[str, Any]) -> None:
+    session = APIClient()
+    session.force_login(cast["engineer"])
+    response = session.post("/api/v1/tokens/", {"name": "ci", "scopes": ["read", "predict"]}, format="json")
+    assert response.status_code == 201
+    raw = response.json()["token"]
+    assert raw.startswith("pdk_") and len(raw) > 40
+    token = ApiToken.objects.get(name="ci")
+    assert token.digest == hash_token(raw) and raw not in (token.digest, token.prefix)
+    assert token.scopes == ["read", "predict"]
+    listed = session.get("/api/v1/tokens/").json()["results"]
+    assert "token" not in listed[0] and listed[0]["prefix"] == raw[:12]
+    assert AuditEvent.objects.filter(action="token.create", object_id=str(token.pk)).exists()
+
+
+def test_it_rejects_unknown_expired_and_revoked_tokens_with_401(cast: dict[str, Any], iris: Any) -> None:
+    actor = Actor.system("tests")
+    _, expired = create_token(actor=actor, user=cast["engineer"], name="old", scopes=["read"],
+                              expires_at=timezone.now() + timedelta(seconds=1))
+    ApiToken.objects.filter(name="old").update(expires_at=timezone.now() - timedelta(minutes=1))
+    revoked_token, revoked = create_token(actor=actor, user=cast["engineer"], name="gone", scopes=["read"])
+    revoke_token(actor=actor, token=revoked_token)
+    cases = {
+        "pdk_not-a-real-token": "invalid token",
+        expired: "token expired",
+        revoked: "token revoked",
+    }
+    for raw, message in cases.items():
+        response = bearer(raw).get("/api/v1/models/")
+        assert response.status_code == 401
+        assert response.json() == {"detail": message}
+        assert response["WWW-Authenticate"] == 'Bearer realm="paddock"'
+
+
+def test_it_asks_for_credentials_and_refuses_a_malformed_header(db: Any) -> None:
+    response = APIClient().get("/api/v1/models/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "authentication required: send 'Authorization: Bearer <token>'"}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token abc")
+    response = client.get("/api/v1/models/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "malformed Authorization header: expected 'Bearer <token>'"}
+
+
+def test_a_token_without_the_scope_gets_403(client_for: Any, iris: Any) -> None:
+    reader = client_for("engineer", "read")
+    assert reader.get("/api/v1/models/iris/").status_code == 200
+    response = reader.patch("/api/v1/models/iris/", {"tags": ["x"]}, format="json")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "token lacks the 'manage' scope"}
+    predictor = client_for("engineer", "predict")
+    response = predictor.get("/api/v1/models/")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "token lacks the 'read' scope"}
+
+
+def test_a_token_limited_to_named_models_sees_only_those(client_for: Any, iris: Any) -> None:
+    limited = client_for("engineer", "read", model_names=["iris"])
+    assert [m["name"] for m in limited.get("/api/v1/models/").json()["results"]] == ["iris"]
+    response = limited.get("/api/v1/models/wine/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "model 'wine' not found"}
+
+
+def test_last_use_is_recorded(client_for: Any, iris: Any) -> None:
+    client = client_for("viewer", "read")
+    assert ApiToken.objects.get(name="viewer-test").last_used_at is None
+    client.get("/api/v1/models/")
+    assert ApiToken.objects.get(name="viewer-test").last_used_at is not None
+
+
+def test_a_token_cannot_mint_a_stronger_token(client_for: Any) -> None:
+    response = client_for("engineer", "read").post("/api/v1/tokens/", {"name": "x", "scopes": ["manage"]},
+                                                   format="json")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "a token can only create tokens with scopes it holds itself"}
+    response = client_for("engineer", "read", "manage").post("/api/v1/tokens/", {"name": "x", "scopes": ["admin"]},
+                                                             format="json")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "only admins can hold tokens with the 'admin' scope"}
+
+
+def test_revoking_over_the_api_is_audited_and_takes_effect(cast: dict[str, Any]) -> None:
+    token, raw = create_token(actor=Actor.system("tests"), user=cast["viewer"], name="mine", scopes=["read"])
+    client = bearer(raw)
+    response = client.delete(f"/api/v1/tokens/{token.pk}/")
+    assert response.status_code == 200 and response.json()["revoked_at"]
+    assert client.get("/api/v1/tokens/").json() == {"detail": "token revoked"}
+    event = AuditEvent.objects.get(action="token.revoke")
+    assert event.before["revoked_at"] is None and event.after["revoked_at"]
+    assert event.actor_token_name == "mine"
+
+
+def test_someone_elses_token_is_not_found(client_for: Any, cast: dict[str, Any]) -> None:
+    token, _ = create_token(actor=Actor.system("tests"), user=cast["viewer"], name="theirs", scopes=["read"])
+    response = client_for("engineer", "read").delete(f"/api/v1/tokens/{token.pk}/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"token {token.pk} not found"}
+
+
+def test_create_token_command_prints_a_working_token(cast: dict[str, Any], iris: Any) -> None:
+    out = StringIO()
+    call_command("create_token", "engineer", "--scope", "read", "--scope", "predict", "--model", "iris", stdout=out)
+    raw = out.getvalue().strip()
+    response = bearer(raw).get("/api/v1/models/")
+    assert response.status_code == 200
+    assert [m["name"] for m in response.json()["results"]] == ["iris"]
+    token = ApiToken.objects.get(digest=hash_token(raw))
+    assert token.scopes == ["read", "predict"] and token.model_names == ["iris"]
