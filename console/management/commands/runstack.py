@@ -24,6 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         children: list[subprocess.Popen[bytes]] = []
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         redis_server = self._ensure_redis()
         if redis_server is not None:
             children.append(redis_server)
