@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from registry.api import views
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("models/<str:name>/versions/", views.VersionListView.as_view(), name="version_list"),
     path("models/<str:name>/versions/<int:number>/", views.VersionDetailView.as_view(), name="version_detail"),
     path("models/<str:name>/aliases/", views.AliasListView.as_view(), name="alias_list"),
-    path("models/<str:name>/aliases/<str:alias>", views.AliasDetailView.as_view(), name="alias_detail"),
-    path("models/<str:name>/aliases/<str:alias>/", views.AliasDetailView.as_view()),
+    # With or without the trailing slash: clients write both.
+    re_path(r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/?$", views.AliasDetailView.as_view(),
+            name="alias_detail"),
 ]

@@ -190,6 +190,7 @@ class AliasDetailView(APIView):
         moved = services.set_alias(actor=Actor.from_request(request), model=model, name=alias, version=version)
         return Response(AliasSerializer(moved).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, alias: str) -> Response:
         model = _model(request, name)
         require_engineer(request.user, model)

@@ -1,0 +1,92 @@
+"""`make run`'s embedded default, run for real: SQLite, a Redis it starts itself, web + worker +
+beat in the foreground, the admin user and the demo model; Ctrl-C stops everything."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port, wait_until
+
+# Settings the suite's own environment carries that `make run` must not see.
+SUITE_ONLY = ("DATABASE_URL", "MEDIA_ROOT", "PADDOCK_VAR_DIR", "PADDOCK_CELERY_QUEUE", "SECRET_KEY",
+              "DJANGO_SETTINGS_MODULE", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_runstack_brings_everything_up_with_embedded_defaults_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    web_port, redis_port = free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SUITE_ONLY}
+    env.update(DEBUG="1", PADDOCK_VAR_DIR=str(tmp_path), PADDOCK_PORT=str(web_port),
+               REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PADDOCK_ADMIN_PASSWORD="demo-admin-pass")
+    log = (tmp_path / "run.log").open("wb")
+    stack = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=ROOT, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: port_open(web_port) or stack.poll() is not None, timeout=90)
+        assert stack.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        assert port_open(redis_port), "the embedded Redis is not up"
+        assert (tmp_path / "paddock.sqlite3").exists()
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/login/") as response:
+            assert response.status == 200
+        raw = subprocess.run([sys.executable, "manage.py", "create_token", "admin", "--scope", "read"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+        def demo_version() -> dict | None:
+            request = urllib.request.Request(f"http://127.0.0.1:{web_port}/api/v1/models/demo-mlp/versions/",
+                                             headers={"Authorization": f"Bearer {raw}"})
+            with urllib.request.urlopen(request) as response:
+                versions = json.load(response)
+            return versions[0] if versions and versions[0]["status"] == "ready" else None
+
+        version = wait_until(demo_version, timeout=60, interval=0.5)
+        assert version["aliases"] == ["champion"]
+        assert version["validation_report"]["provider"] == "CPUExecutionProvider"
+        output = (tmp_path / "run.log").read_text()
+        assert "created admin user 'admin' with the password from PADDOCK_ADMIN_PASSWORD" in output
+        assert f"Paddock is up on http://127.0.0.1:{web_port}/" in output
+    finally:
+        stack.send_signal(signal.SIGINT)
+        try:
+            stack.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.pid, signal.SIGKILL)
+            pytest.fail("runstack did not stop on Ctrl-C")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (port_open(web_port) or port_open(redis_port)):
+        time.sleep(0.2)
+    assert not port_open(web_port) and not port_open(redis_port)
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in SUITE_ONLY}
+    env.update(DEBUG="0", SECRET_KEY="k" * 20 + "-production-secret-with-enough-entropy-7f3a9c2e1d",
+               ALLOWED_HOSTS="paddock.example.com", DATABASE_URL="postgres://paddock@db:5432/paddock",
+               PADDOCK_VAR_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in SUITE_ONLY}
+    env.update(DEBUG="0", PADDOCK_VAR_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "SECRET_KEY is not set (or set DEBUG=1 for development)" in result.stderr
