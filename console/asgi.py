@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django (websocket routes join when serving lands)."""
+"""ASGI entry point. The data plane (/v2/..., /metrics, and /ws/v2/... streams) is a lean
+handler dispatched here, before Django's request cycle; everything else is ordinary Django."""
 
 import os
 
@@ -6,4 +7,30 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from serving import http  # noqa: E402 - needs Django set up first
+
+
+async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "http":
+        path = scope["path"]
+        if path.startswith("/v2") or path == "/metrics":
+            return await http.handle(scope, receive, send)
+    elif scope["type"] == "websocket" and scope["path"].startswith("/ws/v2/"):
+        from serving import streams
+
+        return await streams.handle(scope, receive, send)
+    elif scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    return await django_application(scope, receive, send)
+
+
+async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

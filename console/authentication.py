@@ -18,6 +18,12 @@ def resolve_token(raw: str) -> ApiToken:
     token = ApiToken.objects.select_related("user").filter(digest=hash_token(raw)).first()
     if token is None:
         raise exceptions.AuthenticationFailed("invalid token")
+    check_token(token)
+    return token
+
+
+def check_token(token: ApiToken) -> None:
+    """Refuse a revoked, expired or orphaned token; note its use (at most once a minute)."""
     if token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("token revoked")
     now = timezone.now()
@@ -28,7 +34,6 @@ def resolve_token(raw: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
-    return token
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

@@ -199,3 +199,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Data plane.
+PADDOCK_MAX_INFER_BYTES = env_int("PADDOCK_MAX_INFER_BYTES", 64 * 1024 * 1024, minimum=1024)
+PADDOCK_METRICS_PUBLIC = env_bool("PADDOCK_METRICS_PUBLIC", False)
+# A request a worker took but did not answer for this long (the worker died) is claimed by another.
+PADDOCK_CLAIM_IDLE_MS = env_int("PADDOCK_CLAIM_IDLE_MS", 5000, minimum=100)
+# Workers evict least-recently-used versions to stay under this (estimated) memory budget.
+PADDOCK_WORKER_MEMORY_MB = env_int("PADDOCK_WORKER_MEMORY_MB", 4096, minimum=64)
+PADDOCK_INTRA_OP_THREADS = env_int("PADDOCK_INTRA_OP_THREADS", 0, minimum=0)

@@ -1,7 +1,7 @@
-"""KServe v2 datatype names and their numpy and ONNX counterparts."""
+"""KServe v2 datatype names and their numpy and ONNX counterparts. No onnx import: the data
+plane uses this module on its hot path."""
 
 import numpy as np
-from onnx import TensorProto
 
 V2_TO_NUMPY: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -20,18 +20,9 @@ V2_TO_NUMPY: dict[str, np.dtype] = {
 }
 NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
 
+# onnx.TensorProto.DataType values (stable in the ONNX spec).
 ONNX_TO_V2: dict[int, str] = {
-    TensorProto.BOOL: "BOOL",
-    TensorProto.UINT8: "UINT8",
-    TensorProto.UINT16: "UINT16",
-    TensorProto.UINT32: "UINT32",
-    TensorProto.UINT64: "UINT64",
-    TensorProto.INT8: "INT8",
-    TensorProto.INT16: "INT16",
-    TensorProto.INT32: "INT32",
-    TensorProto.INT64: "INT64",
-    TensorProto.FLOAT16: "FP16",
-    TensorProto.FLOAT: "FP32",
-    TensorProto.DOUBLE: "FP64",
-    TensorProto.STRING: "BYTES",
+    9: "BOOL", 2: "UINT8", 4: "UINT16", 12: "UINT32", 13: "UINT64",
+    3: "INT8", 5: "INT16", 6: "INT32", 7: "INT64",
+    10: "FP16", 1: "FP32", 11: "FP64", 8: "BYTES",
 }

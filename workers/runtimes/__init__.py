@@ -30,11 +30,11 @@ def cuda_wanted() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
 
 
-def load_runtime(path: Path, *, fmt: str, signature: dict[str, Any]) -> Runtime:
+def load_runtime(path: Path, *, fmt: str, signature: dict[str, Any], intra_op_threads: int = 0) -> Runtime:
     if fmt == "onnx":
         from workers.runtimes.onnx import OnnxRuntime
 
-        return OnnxRuntime(path, use_cuda=cuda_wanted())
+        return OnnxRuntime(path, use_cuda=cuda_wanted(), intra_op_threads=intra_op_threads)
     if fmt == "torchscript":
         from workers.runtimes.torchscript import TorchScriptRuntime
 

@@ -34,12 +34,11 @@ class Command(BaseCommand):
             call_command("ensure_admin")
             call_command("register_demo_model")
             python = sys.executable
-            concurrency = os.environ.get("PADDOCK_WORKER_CONCURRENCY", "1")
             commands = {
                 "web": [python, "-m", "uvicorn", "console.asgi:application", "--host", str(options["host"]),
                         "--port", str(options["port"]), "--no-access-log"],
                 "worker": [python, "-m", "celery", "-A", "console", "worker", "-l", "INFO",
-                           "--concurrency", concurrency, "-n", "paddock-worker@%h"],
+                           "-P", "solo", "-n", "paddock-worker@%h"],
                 "beat": [python, "-m", "celery", "-A", "console", "beat", "-l", "INFO",
                          "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
             }

@@ -1,0 +1,88 @@
+"""Bearer-token checks for the data plane, cached for a moment in each web process so the hot
+path does not touch the database per request. A revoked or expired token stops working within
+TOKEN_CACHE_SECONDS."""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+
+from console.authentication import check_token
+from console.models import ApiToken, Membership, hash_token
+from serving.errors import Forbidden, ModelNotFound, Unauthenticated
+from serving.routes import ModelRoute
+
+TOKEN_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: int
+    username: str
+    superuser: bool
+    scopes: frozenset[str]
+    model_names: frozenset[str]
+    team_ids: frozenset[int]
+    expires_at: datetime | None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes or (scope == "read" and "manage" in self.scopes)
+
+    def may_see(self, route: ModelRoute) -> bool:
+        if self.model_names and route.name not in self.model_names:
+            return False
+        return self.superuser or route.team_id in self.team_ids
+
+
+def _load(digest: str) -> Principal | str:
+    """The principal behind a token digest, or the reason it is refused (the management API's
+    rules and messages: console.authentication.check_token)."""
+    token = ApiToken.objects.filter(digest=digest).select_related("user").first()
+    if token is None:
+        return "invalid token"
+    try:
+        check_token(token)
+    except AuthenticationFailed as exc:
+        return str(exc.detail)
+    teams = frozenset(Membership.objects.filter(user_id=token.user_id).values_list("team_id", flat=True))
+    return Principal(token.pk, token.user.username, token.user.is_superuser, frozenset(token.scopes),
+                     frozenset(token.model_names), teams, token.expires_at)
+
+
+class TokenCache:
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Principal | str]] = {}
+        self._load = sync_to_async(_load, thread_sensitive=True)
+
+    async def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
+        keyword, _, raw = header.partition(" ")
+        if keyword.lower() != "bearer" or not raw.strip():
+            raise Unauthenticated("malformed Authorization header: expected 'Bearer <token>'")
+        digest = hash_token(raw.strip())
+        now = time.monotonic()
+        cached = self._entries.get(digest)
+        if cached is None or cached[0] < now:
+            result = await self._load(digest)
+            if len(self._entries) > 10_000:  # bounded: a flood of bad tokens must not grow memory
+                self._entries.clear()
+            self._entries[digest] = (now + TOKEN_CACHE_SECONDS, result)
+        else:
+            result = cached[1]
+        if isinstance(result, str):
+            raise Unauthenticated(result)
+        if result.expires_at is not None and result.expires_at <= timezone.now():
+            raise Unauthenticated("token expired")
+        return result
+
+
+def authorize(principal: Principal, route: ModelRoute | None, name: str, scope: str) -> ModelRoute:
+    if route is None or not principal.may_see(route):
+        raise ModelNotFound(f"model '{name}' not found")
+    if not principal.has_scope(scope):
+        raise Forbidden(f"token lacks the '{scope}' scope")
+    return route

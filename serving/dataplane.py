@@ -1,0 +1,234 @@
+"""The web side of inference: route a decoded request to a version, enqueue it on the
+version's Redis stream, and await the worker's reply. Transport-free (REST and websockets
+share it); one instance per web process.
+
+1. Routes (model → versions, active version, settings) are cached for ROUTE_TTL seconds, so a
+   deployment change reaches every web process within about a second, without a restart.
+2. Enqueue is one pipelined round trip: XLEN (the depth limit) + XADD.
+3. One reader task per process drains this process's reply list with BLMPOP (up to 256 replies
+   per round trip) and resolves the waiting requests: no connection per request, no polling.
+4. A request ends in its reply, or 504 at its deadline, or 503 when no worker holds the version
+   (cold start: the first request asks the workers to load it and waits within its deadline),
+   or 503 when Redis is unreachable. Never silence."""
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from serving import metrics
+from serving.errors import (
+    BackendUnavailable,
+    DeadlineExceeded,
+    InferenceError,
+    ModelNotFound,
+    ModelNotReady,
+    QueueFull,
+)
+from serving.protocol import InferRequest
+from serving.routes import ModelRoute, VersionRoute, load_model_route
+from serving.wire import (
+    REPLY_TTL_SECONDS,
+    WANTED_KEY,
+    WORKERS_KEY,
+    now_ms,
+    pack_request,
+    pack_tensor,
+    reply_key,
+    stream_key,
+    unpack_tensor,
+)
+
+logger = logging.getLogger(__name__)
+
+ROUTE_TTL = 1.0
+HOLDERS_TTL = 1.0
+# The web process waits a little past the deadline for the worker's own timeout reply.
+DEADLINE_GRACE_SECONDS = 0.25
+
+
+@dataclass(slots=True)
+class Answer:
+    outputs: dict[str, np.ndarray]
+    queue_ms: float
+    compute_ms: float
+    batch: int
+
+
+class DataPlane:
+    def __init__(self, redis_url: str) -> None:
+        self.instance = uuid.uuid4().hex[:12]
+        self.reply_to = reply_key(self.instance)
+        self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        # The reader blocks in BLMPOP: its own client, so that it never waits behind a command.
+        self.reader_redis = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=2)
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.rids = itertools.count(1)
+        self.reader: asyncio.Task[None] | None = None
+        self.routes: dict[str, tuple[float, ModelRoute | None]] = {}
+        self.holders: dict[int, int] = {}  # version id → live workers holding it
+        self.holders_expire = 0.0
+        self._load_route = sync_to_async(load_model_route, thread_sensitive=True)
+
+    # -- routing -------------------------------------------------------------------------------
+
+    async def route(self, name: str) -> ModelRoute | None:
+        now = time.monotonic()
+        cached = self.routes.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        route = await self._load_route(name)
+        self.routes[name] = (now + ROUTE_TTL, route)
+        return route
+
+    @staticmethod
+    def pick_version(route: ModelRoute, number: int | None) -> VersionRoute:
+        if number is None:
+            if route.active is None:
+                raise ModelNotReady(f"model '{route.name}' has no ready version to serve")
+            number = route.active
+        version = route.versions.get(number)
+        if version is None:
+            raise ModelNotFound(f"model '{route.name}' has no version {number}")
+        if version.status == "failed":
+            raise ModelNotFound(f"model '{route.name}' version {number} failed validation and cannot serve")
+        if version.status != "ready":
+            raise ModelNotReady(f"model '{route.name}' version {number} is not ready ({version.status})")
+        return version
+
+    async def holder_count(self, version_id: int) -> int:
+        now = time.monotonic()
+        if now >= self.holders_expire:
+            self.holders_expire = now + HOLDERS_TTL
+            counts: dict[int, int] = {}
+            wall = time.time()
+            for payload in (await self.redis.hgetall(WORKERS_KEY)).values():
+                beat = msgpack.unpackb(payload)
+                if wall - beat["ts"] <= metrics.HEARTBEAT_FRESH_SECONDS:
+                    for held in beat.get("held", []):
+                        counts[held["id"]] = counts.get(held["id"], 0) + 1
+            self.holders = counts
+        return self.holders.get(version_id, 0)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    async def infer(self, route: ModelRoute, version: VersionRoute, request: InferRequest, rows: int) -> Answer:
+        self._ensure_reader()
+        timeout_ms = request.timeout_us // 1000 if request.timeout_us else route.settings["default_timeout_ms"]
+        deadline_ms = now_ms() + max(1, timeout_ms)
+        tensors = [pack_tensor(t.name, t.datatype, t.array) for t in request.inputs]
+        rid = next(self.rids)
+        payload = pack_request(rid=rid, reply_to=self.reply_to, deadline_ms=deadline_ms,
+                               priority=request.priority, rows=rows, tensors=tensors)
+        stream = stream_key(version.version_id)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = future
+        try:
+            try:
+                held = await self.holder_count(version.version_id)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xlen(stream)
+                    pipe.xadd(stream, {"m": payload})
+                    if not held:
+                        # Cold start: ask the workers to load this version.
+                        pipe.zadd(WANTED_KEY, {str(version.version_id): time.time()})
+                    depth, entry_id, *_ = await pipe.execute()
+            except RedisError as exc:
+                raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
+            limit = route.settings["max_queue_depth"]
+            if depth >= limit:
+                await self._forget(stream, entry_id)
+                raise QueueFull(
+                    f"model '{route.name}' version {version.number} has {depth} requests queued, "
+                    f"its limit is {limit}; retry later"
+                )
+            wait = (deadline_ms - now_ms()) / 1000 + DEADLINE_GRACE_SECONDS
+            try:
+                reply = await asyncio.wait_for(future, timeout=max(0.001, wait))
+            except TimeoutError:
+                await self._forget(stream, entry_id)
+                if not await self.holder_count(version.version_id):
+                    raise ModelNotReady(
+                        f"model '{route.name}' version {version.number} is not loaded by any worker yet "
+                        f"(waited {timeout_ms} ms); retry later"
+                    ) from None
+                raise DeadlineExceeded(
+                    f"model '{route.name}' version {version.number} did not answer within {timeout_ms} ms"
+                ) from None
+        finally:
+            self.pending.pop(rid, None)
+        return self._answer(route, version, reply)
+
+    def _answer(self, route: ModelRoute, version: VersionRoute, reply: dict[str, Any]) -> Answer:
+        status, error = reply["s"], reply["e"]
+        if error:
+            kind = {504: DeadlineExceeded, 503: BackendUnavailable}.get(status, InferenceError)
+            raise kind(error)
+        outputs = dict(unpack_tensor(packed) for packed in reply["o"])
+        return Answer(outputs, reply["q"], reply["c"], reply["b"])
+
+    async def _forget(self, stream: str, entry_id: Any) -> None:
+        try:
+            await self.redis.xdel(stream, entry_id)
+        except RedisError:
+            pass
+
+    # -- replies -------------------------------------------------------------------------------
+
+    def _ensure_reader(self) -> None:
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.get_running_loop().create_task(self._read_replies())
+
+    async def _read_replies(self) -> None:
+        while True:
+            try:
+                popped = await self.reader_redis.blmpop(1, 1, self.reply_to, direction="RIGHT", count=256)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                # Redis restarted or is unreachable: what was queued there is gone. Say so to
+                # every waiting request now, rather than at its deadline.
+                self._fail_pending(BackendUnavailable(f"lost the connection to Redis while waiting ({exc})"))
+                await asyncio.sleep(0.2)
+                continue
+            if popped is None:
+                continue
+            for payload in popped[1]:
+                reply = msgpack.unpackb(payload)
+                future = self.pending.get(reply["r"])
+                if future is not None and not future.done():
+                    future.set_result(reply)
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    async def redis_ready(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except RedisError:
+            return False
+
+
+_dataplane: DataPlane | None = None
+
+
+def get_dataplane() -> DataPlane:
+    global _dataplane
+    if _dataplane is None:
+        _dataplane = DataPlane(settings.REDIS_URL)
+    return _dataplane
+
+
+__all__ = ["Answer", "DataPlane", "REPLY_TTL_SECONDS", "get_dataplane"]

@@ -1,0 +1,172 @@
+"""The data plane's lean ASGI routes, dispatched by console/asgi.py before Django's request
+cycle: /v2/... (KServe v2 REST) and /metrics. Health, metadata and infer only; no middleware.
+Errors are v2's {"error": message} with the status their class carries (serving/errors.py)."""
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from django.conf import settings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from console.errors import PaddockError
+from serving import metrics
+from serving.auth import TokenCache, authorize
+from serving.dataplane import get_dataplane
+from serving.errors import RETRY_AFTER, ModelNotFound, PayloadTooLarge
+from serving.protocol import decode_request, encode_response, error_body
+from serving.routes import PLATFORMS
+from serving.signature import check_request
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+_MODEL = re.compile(r"^/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?(?P<action>/ready|/infer)?$")
+SERVER_METADATA = orjson.dumps({"name": "paddock", "version": "0.1.0", "extensions": ["binary_tensor_data"]})
+JSON = b"application/json"
+
+tokens = TokenCache()
+_collector_registered = False
+
+
+async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
+                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_error(send: Send, error: PaddockError) -> None:
+    extra = [(b"retry-after", RETRY_AFTER[type(error)].encode())] if type(error) in RETRY_AFTER else None
+    await respond(send, error.http_status, error_body(error.message), extra=extra)
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(scope: dict[str, Any], receive: Receive) -> bytes:
+    limit = settings.PADDOCK_MAX_INFER_BYTES
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} bytes")
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    path, method = scope["path"], scope["method"]
+    try:
+        if path == "/v2/health/live":
+            return await respond(send, 200, b'{"live":true}')
+        if path == "/v2/health/ready":
+            ready = await get_dataplane().redis_ready()
+            return await respond(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
+        if path == "/metrics":
+            return await metrics_page(scope, send)
+        principal = await tokens.authenticate(header(scope, b"authorization"))
+        if path in ("/v2", "/v2/"):
+            return await respond(send, 200, SERVER_METADATA)
+        match = _MODEL.match(path)
+        if match is None:
+            return await respond(send, 404, error_body(f"no route for {method} {path}"))
+        name, number, action = match["model"], match["version"], match["action"]
+        version_number = int(number) if number else None
+        dataplane = get_dataplane()
+        if action == "/infer":
+            if method != "POST":
+                return await respond(send, 405, error_body("use POST for infer"))
+            route = authorize(principal, await dataplane.route(name), name, "predict")
+            return await infer(scope, receive, send, route, version_number)
+        route = authorize(principal, await dataplane.route(name), name, "predict" if
+                          principal.has_scope("predict") else "read")
+        if action == "/ready":
+            version = dataplane.pick_version(route, version_number)
+            ready = await dataplane.holder_count(version.version_id) > 0
+            body = orjson.dumps({"name": name, "version": str(version.number), "ready": ready})
+            return await respond(send, 200 if ready else 503, body)
+        return await respond(send, 200, model_metadata(route, version_number))
+    except PaddockError as error:
+        await respond_error(send, error)
+
+
+def model_metadata(route: Any, number: int | None) -> bytes:
+    chosen = number if number is not None else route.active
+    version = route.versions.get(chosen) if chosen is not None else None
+    if version is None:
+        if number is not None:
+            raise ModelNotFound(f"model '{route.name}' has no version {number}")
+        version = next(iter(sorted(route.versions.values(), key=lambda v: -v.number)), None)
+    document: dict[str, Any] = {"name": route.name, "versions": [str(n) for n in route.ready_numbers]}
+    if version is not None:
+        document.update(platform=PLATFORMS.get(version.format, version.format), inputs=version.inputs,
+                        outputs=version.outputs)
+    return orjson.dumps(document)
+
+
+async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any, number: int | None) -> None:
+    started = time.perf_counter()
+    dataplane = get_dataplane()
+    version = dataplane.pick_version(route, number)
+    labels = (route.name, str(version.number))
+    metrics.IN_FLIGHT.labels(route.name).inc()
+    code = 200
+    try:
+        body = await read_body(scope, receive)
+        length = header(scope, b"inference-header-content-length")
+        json_length = int(length) if length is not None and length.isdigit() else None
+        request = decode_request(body, json_length)
+        rows = check_request(request, version.inputs, version.outputs,
+                             max_batch_size=route.settings["max_batch_size"])
+        answer = await dataplane.infer(route, version, request, rows)
+        payload, header_length = encode_response(model_name=route.name, model_version=str(version.number),
+                                                 request=request, outputs=answer.outputs)
+        extra = [(b"x-paddock-version", str(version.number).encode())]
+        if header_length is None:
+            await respond(send, 200, payload, extra=extra)
+        else:
+            extra.append((b"inference-header-content-length", str(header_length).encode()))
+            await respond(send, 200, payload, b"application/octet-stream", extra)
+        metrics.DURATION.labels(*labels, "queue").observe(answer.queue_ms / 1000)
+        metrics.DURATION.labels(*labels, "compute").observe(answer.compute_ms / 1000)
+        metrics.BATCH_SIZE.labels(*labels).observe(answer.batch)
+    except PaddockError as error:
+        code = error.http_status
+        await respond_error(send, error)
+    finally:
+        metrics.IN_FLIGHT.labels(route.name).dec()
+        metrics.REQUESTS.labels(*labels, str(code)).inc()
+        metrics.DURATION.labels(*labels, "total").observe(time.perf_counter() - started)
+
+
+async def metrics_page(scope: dict[str, Any], send: Send) -> None:
+    global _collector_registered
+    if not settings.PADDOCK_METRICS_PUBLIC:
+        principal = await tokens.authenticate(header(scope, b"authorization"))
+        if not principal.has_scope("read"):
+            from serving.errors import Forbidden
+
+            raise Forbidden("token lacks the 'read' scope")
+    if not _collector_registered:
+        metrics.REGISTRY.register(metrics.WorkerCollector(settings.REDIS_URL))
+        _collector_registered = True
+    # The worker collector does blocking Redis calls: keep them off the event loop.
+    body = await asyncio.to_thread(generate_latest, metrics.REGISTRY)
+    await respond(send, 200, body, CONTENT_TYPE_LATEST.encode())

@@ -1,0 +1,77 @@
+"""Prometheus metrics of the data plane, kept in memory by each web process and exported on
+/metrics (names follow Prometheus conventions; Triton's nv_inference_* set is the model).
+Worker-side figures (batches executed, versions held, memory) come from the workers' heartbeats."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from serving.wire import WORKERS_KEY
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+
+REQUESTS = Counter("paddock_inference_requests", "Inference requests answered, by status code",
+                   ["model", "version", "code"], registry=REGISTRY)
+DURATION = Histogram("paddock_inference_request_duration_seconds",
+                     "Time per request: queue (waiting for a worker), compute (the batch's run), total",
+                     ["model", "version", "phase"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+BATCH_SIZE = Histogram("paddock_inference_batch_size_rows", "Rows in the batch each request ran in",
+                       ["model", "version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
+IN_FLIGHT = Gauge("paddock_inference_in_flight_requests", "Requests waiting for their reply in this process",
+                  ["model"], registry=REGISTRY)
+
+HEARTBEAT_FRESH_SECONDS = 5.0
+
+
+def live_workers(client: "redis.Redis[bytes]") -> dict[str, dict[str, Any]]:
+    """Workers whose heartbeat is fresh: name → {versions, rss, batches, ...}."""
+    now = time.time()
+    workers = {}
+    for name, payload in client.hgetall(WORKERS_KEY).items():
+        beat = msgpack.unpackb(payload)
+        if now - beat["ts"] <= HEARTBEAT_FRESH_SECONDS:
+            workers[name.decode()] = beat
+    return workers
+
+
+class WorkerCollector(Collector):
+    """Reads the workers' heartbeats and the queues' depth at scrape time."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    def collect(self) -> Iterator[Any]:
+        loaded = GaugeMetricFamily("paddock_worker_version_loaded", "1 for each version a worker holds",
+                                   labels=["worker", "model", "version"])
+        memory = GaugeMetricFamily("paddock_worker_memory_bytes", "Resident memory of each worker process",
+                                   labels=["worker"])
+        batches = CounterMetricFamily("paddock_inference_batches", "Batches executed by each worker",
+                                      labels=["worker", "model", "version"])
+        rows = CounterMetricFamily("paddock_inference_batch_rows", "Rows executed by each worker",
+                                   labels=["worker", "model", "version"])
+        depth = GaugeMetricFamily("paddock_inference_queue_depth", "Requests queued or running per version",
+                                  labels=["model", "version"])
+        try:
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+            workers = live_workers(client)
+            seen: set[tuple[str, str, str]] = set()
+            for worker, beat in workers.items():
+                memory.add_metric([worker], beat.get("rss", 0))
+                for held in beat.get("held", []):
+                    labels = [worker, held["model"], str(held["number"])]
+                    loaded.add_metric(labels, 1)
+                    batches.add_metric(labels, held.get("batches", 0))
+                    rows.add_metric(labels, held.get("rows", 0))
+                    seen.add((held["model"], str(held["number"]), held["stream"]))
+            for model, number, stream in sorted(seen):
+                depth.add_metric([model, number], client.xlen(stream))
+        except redis.RedisError:
+            pass  # the metrics page must answer even while Redis is down
+        yield from (loaded, memory, batches, rows, depth)

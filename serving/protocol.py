@@ -1,0 +1,253 @@
+"""The KServe v2 / Open Inference Protocol codec, with Triton's binary tensor data extension.
+Pure functions over bytes and numpy arrays: no Django, no I/O.
+
+Binary extension: the body is a JSON header of `Inference-Header-Content-Length` bytes followed
+by raw tensors; an input with `parameters.binary_data_size` takes that many bytes, in order.
+Outputs are returned binary when the output asks (`parameters.binary_data`) or the request does
+(`parameters.binary_data_output`), which `tritonclient` sets when it names no outputs."""
+
+import struct
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+import numpy as np
+import orjson
+
+from registry.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from serving.errors import InvalidInput
+
+_INT_KINDS = "iu"
+_NUMBER_KINDS = "iuf"
+
+
+@dataclass(slots=True)
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    array: np.ndarray
+
+
+@dataclass(slots=True)
+class InferRequest:
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[str] | None = None  # names asked for; None: every output
+    binary_outputs: set[str] = field(default_factory=set)
+    binary_all: bool = False
+    priority: int = 0
+    timeout_us: int | None = None
+
+    def wants_binary(self, name: str) -> bool:
+        return self.binary_all or name in self.binary_outputs
+
+
+def decode_request(body: bytes, json_length: int | None = None) -> InferRequest:
+    """Parse a v2 infer request (JSON, or JSON header + binary tensors) into arrays."""
+    if json_length is not None:
+        if json_length < 0 or json_length > len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {json_length} but the body has {len(body)} bytes"
+            )
+        header, binary = body[:json_length], memoryview(body)[json_length:]
+    else:
+        header, binary = body, memoryview(b"")
+    try:
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("request body must be a JSON object with 'inputs'")
+    return request_from_json(document, binary)
+
+
+def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b"") -> InferRequest:
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("'inputs' must be a non-empty list")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    parameters = _parameters(document, "request")
+    offset = 0
+    inputs = []
+    binary = memoryview(binary)
+    for raw in raw_inputs:
+        tensor, offset = _decode_input(raw, binary, offset)
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise InvalidInput(f"the binary section has {len(binary) - offset} bytes that no input claims")
+    request = InferRequest(id=request_id, inputs=inputs, binary_all=bool(parameters.get("binary_data_output")))
+    if "outputs" in document:
+        raw_outputs = document["outputs"]
+        if not isinstance(raw_outputs, list):
+            raise InvalidInput("'outputs' must be a list")
+        request.outputs = []
+        for raw in raw_outputs:
+            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+                raise InvalidInput("each requested output needs a 'name'")
+            request.outputs.append(raw["name"])
+            if _parameters(raw, f"output '{raw['name']}'").get("binary_data"):
+                request.binary_outputs.add(raw["name"])
+    priority = parameters.get("priority", 0)
+    timeout = parameters.get("timeout")
+    if not isinstance(priority, int) or isinstance(priority, bool) or priority < 0:
+        raise InvalidInput("parameter 'priority' must be a non-negative integer")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
+        raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
+    request.priority, request.timeout_us = priority, timeout
+    return request
+
+
+def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = obj.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"'parameters' of the {where} must be an object")
+    return parameters
+
+
+def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+    if not isinstance(raw, dict):
+        raise InvalidInput("each input must be an object with name, shape, datatype and data")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("each input needs a non-empty 'name'")
+    datatype, shape = raw.get("datatype"), raw.get("shape")
+    if datatype not in V2_TO_NUMPY:
+        raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
+    if not isinstance(shape, list) or any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in shape):
+        raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
+    count = prod(shape)
+    size = _parameters(raw, f"input '{name}'").get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise InvalidInput(
+                f"input '{name}': binary_data_size {size} runs past the {len(binary)}-byte binary section"
+            )
+        array = _from_binary(name, datatype, shape, count, binary[offset:offset + size])
+        return Tensor(name, datatype, shape, array), offset + size
+    if "data" not in raw:
+        raise InvalidInput(f"input '{name}': no 'data' and no binary_data_size")
+    return Tensor(name, datatype, shape, _from_json(name, datatype, shape, count, raw["data"])), offset
+
+
+def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> np.ndarray:
+    if datatype == "BYTES":
+        values = np.asarray(data, dtype=object).ravel()
+        if values.size != count:
+            raise InvalidInput(f"input '{name}': shape {shape} needs {count} elements, received {values.size}")
+        try:
+            encoded = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
+        except (TypeError, ValueError):
+            raise InvalidInput(f"input '{name}': BYTES data must be strings") from None
+        array = np.empty(count, dtype=object)
+        array[:] = encoded
+        return array.reshape(shape)
+    try:
+        parsed = np.asarray(data)
+    except ValueError:
+        raise InvalidInput(f"input '{name}': data is ragged; expected {count} {datatype} values") from None
+    dtype = V2_TO_NUMPY[datatype]
+    kind = parsed.dtype.kind
+    allowed = "b" if dtype.kind == "b" else _INT_KINDS if dtype.kind in _INT_KINDS else _NUMBER_KINDS
+    if parsed.size and kind not in allowed:
+        raise InvalidInput(f"input '{name}': data is not {datatype} (received {_describe_kind(kind)} values)")
+    if parsed.size != count:
+        raise InvalidInput(f"input '{name}': shape {shape} needs {count} elements, received {parsed.size}")
+    if dtype.kind in _INT_KINDS and parsed.size:
+        info = np.iinfo(dtype)
+        if parsed.min() < info.min or parsed.max() > info.max:
+            raise InvalidInput(f"input '{name}': values outside the {datatype} range [{info.min}, {info.max}]")
+    return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _describe_kind(kind: str) -> str:
+    return {"U": "string", "S": "string", "O": "mixed", "b": "boolean", "f": "floating-point",
+            "i": "integer", "u": "integer"}.get(kind, kind)
+
+
+def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
+    if datatype == "BYTES":
+        return deserialize_bytes_tensor(name, chunk, count).reshape(shape)
+    dtype = V2_TO_NUMPY[datatype]
+    expected = count * dtype.itemsize
+    if len(chunk) != expected:
+        raise InvalidInput(
+            f"input '{name}': shape {shape} of {datatype} needs {expected} bytes, received {len(chunk)}"
+        )
+    return np.frombuffer(chunk, dtype=dtype).reshape(shape)
+
+
+def deserialize_bytes_tensor(name: str, chunk: memoryview, count: int) -> np.ndarray:
+    """Triton's BYTES layout: each element a little-endian uint32 length, then its bytes."""
+    items: list[bytes] = []
+    offset = 0
+    while offset < len(chunk):
+        if offset + 4 > len(chunk):
+            raise InvalidInput(f"input '{name}': truncated BYTES element length")
+        (length,) = struct.unpack_from("<I", chunk, offset)
+        offset += 4
+        if offset + length > len(chunk):
+            raise InvalidInput(f"input '{name}': a BYTES element runs past its binary data")
+        items.append(bytes(chunk[offset:offset + length]))
+        offset += length
+    if len(items) != count:
+        raise InvalidInput(f"input '{name}': expected {count} BYTES elements, received {len(items)}")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array
+
+
+def serialize_bytes_tensor(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.ravel():
+        value = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(struct.pack("<I", len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def datatype_of(array: np.ndarray) -> str:
+    if array.dtype.kind in "OSU":
+        return "BYTES"
+    try:
+        return NUMPY_TO_V2[array.dtype]
+    except KeyError:
+        raise InvalidInput(f"the model returned an array of {array.dtype}, which v2 cannot carry") from None
+
+
+def encode_response(*, model_name: str, model_version: str, request: InferRequest,
+                    outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the JSON header's length (for the
+    Inference-Header-Content-Length header)."""
+    names = request.outputs if request.outputs is not None else list(outputs)
+    entries = []
+    blobs = []
+    for name in names:
+        array = outputs[name]
+        datatype = datatype_of(array)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if request.wants_binary(name):
+            blob = serialize_bytes_tensor(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif datatype == "BYTES":
+            entry["data"] = [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in array.ravel()]
+        elif datatype == "FP16":
+            entry["data"] = array.astype(np.float32).ravel()
+        else:
+            entry["data"] = np.ascontiguousarray(array).ravel()
+        entries.append(entry)
+    document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        document["id"] = request.id
+    document["outputs"] = entries
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})

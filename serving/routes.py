@@ -1,0 +1,84 @@
+"""What the data plane needs to know about a model, read from the database and cached briefly
+in each process: its versions (signature, status) and which one its deployment sends traffic to."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Prefetch
+
+from registry.choices import VersionStatus
+from registry.models import Alias, ModelVersion, RegisteredModel
+from serving.models import DEFAULTS, Deployment
+from serving.signature import is_batchable
+
+PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRoute:
+    version_id: int
+    number: int
+    status: str
+    format: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    batchable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    model_id: int
+    name: str
+    team_id: int
+    versions: dict[int, VersionRoute]
+    active: int | None  # the version number traffic goes to; None when nothing is ready
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready_numbers(self) -> list[int]:
+        return sorted(n for n, v in self.versions.items() if v.status == VersionStatus.READY)
+
+
+def _settings(deployment: Deployment | None) -> dict[str, Any]:
+    if deployment is None:
+        return {**DEFAULTS, "preferred_batch_sizes": []}
+    return {key: value for key, value in deployment.snapshot().items() if key != "active_version"}
+
+
+def _active(model: RegisteredModel, deployment: Deployment | None, versions: dict[int, VersionRoute]) -> int | None:
+    """The deployment's version; else the champion alias; else the newest ready version."""
+    if deployment is not None and deployment.active_version_id is not None:
+        return next((v.number for v in versions.values() if v.version_id == deployment.active_version_id), None)
+    champion = next((a for a in model.aliases.all() if a.name == "champion"), None)
+    if champion is not None and champion.version.status == VersionStatus.READY:
+        return champion.version.number
+    ready = [n for n, v in versions.items() if v.status == VersionStatus.READY]
+    return max(ready) if ready else None
+
+
+def _route(model: RegisteredModel) -> ModelRoute:
+    deployment = getattr(model, "deployment", None)
+    versions = {
+        v.number: VersionRoute(v.pk, v.number, v.status, v.format, v.inputs, v.outputs,
+                               is_batchable(v.inputs, v.outputs))
+        for v in model.versions.all()
+    }
+    return ModelRoute(model.pk, model.name, model.team_id, versions, _active(model, deployment, versions),
+                      _settings(deployment))
+
+
+def _models() -> Any:
+    return RegisteredModel.objects.select_related("deployment").prefetch_related(
+        Prefetch("versions", queryset=ModelVersion.objects.only(
+            "id", "number", "status", "format", "inputs", "outputs", "model_id")),
+        Prefetch("aliases", queryset=Alias.objects.select_related("version")),
+    )
+
+
+def load_model_route(name: str) -> ModelRoute | None:
+    model = _models().filter(name=name).first()
+    return _route(model) if model is not None else None
+
+
+def load_all_routes() -> list[ModelRoute]:
+    return [_route(model) for model in _models()]

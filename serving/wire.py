@@ -1,0 +1,82 @@
+"""The messages between web processes and workers, over Redis, msgpack-encoded.
+
+Per version: stream `paddock:v{id}:requests` (consumer group `workers`) holds request entries
+with one field `m`. Per web process: list `paddock:reply:{instance}` receives the replies.
+Workers announce themselves in hash `paddock:workers` (field: consumer name)."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from registry.datatypes import V2_TO_NUMPY
+
+GROUP = "workers"
+WORKERS_KEY = "paddock:workers"
+WANTED_KEY = "paddock:wanted"
+REPLY_TTL_SECONDS = 300
+
+
+def stream_key(version_id: int) -> str:
+    return f"paddock:v{version_id}:requests"
+
+
+def reply_key(instance: str) -> str:
+    return f"paddock:reply:{instance}"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def pack_tensor(name: str, datatype: str, array: np.ndarray) -> list[Any]:
+    if datatype == "BYTES":
+        return [name, datatype, list(array.shape), list(array.ravel())]
+    return [name, datatype, list(array.shape), np.ascontiguousarray(array).tobytes()]
+
+
+def unpack_tensor(packed: list[Any]) -> tuple[str, np.ndarray]:
+    name, datatype, shape, data = packed
+    if datatype == "BYTES":
+        array = np.empty(len(data), dtype=object)
+        array[:] = data
+        return name, array.reshape(shape)
+    return name, np.frombuffer(data, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+
+
+@dataclass(slots=True)
+class Job:
+    """One request as a worker sees it."""
+
+    entry_id: str
+    rid: int
+    reply_to: str
+    deadline_ms: int
+    priority: int
+    enqueued_ms: int
+    inputs: dict[str, np.ndarray]
+    rows: int
+
+
+def pack_request(*, rid: int, reply_to: str, deadline_ms: int, priority: int, rows: int,
+                 tensors: list[list[Any]]) -> bytes:
+    return msgpack.packb({"r": rid, "to": reply_to, "d": deadline_ms, "p": priority, "t": now_ms(),
+                          "n": rows, "i": tensors})
+
+
+def unpack_request(entry_id: str, payload: bytes) -> Job:
+    message = msgpack.unpackb(payload)
+    inputs = dict(unpack_tensor(t) for t in message["i"])
+    return Job(entry_id, message["r"], message["to"], message["d"], message["p"], message["t"], inputs, message["n"])
+
+
+def pack_reply(*, rid: int, outputs: list[list[Any]] | None = None, error: str = "", status: int = 200,
+               queue_ms: float = 0.0, compute_ms: float = 0.0, batch: int = 0) -> bytes:
+    return msgpack.packb({"r": rid, "o": outputs, "e": error, "s": status, "q": queue_ms, "c": compute_ms,
+                          "b": batch})
+
+
+def unpack_reply(payload: bytes) -> dict[str, Any]:
+    return msgpack.unpackb(payload)

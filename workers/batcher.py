@@ -1,0 +1,278 @@
+"""The batcher: a thread in each worker process that serves the versions the worker holds.
+
+Each round:
+1. Once a second: plan which versions to hold (deployed + recently asked for, spread over the
+   live workers by rendezvous hashing), load/evict, and publish a heartbeat.
+2. XREADGROUP on every held version's stream at once: take what is queued now (never wait when
+   idle), up to max_batch_size per version; wait up to max_queue_delay_ms for more only when the
+   deployment opts in.
+3. Drop entries whose deadline has passed (reply 504), concatenate the rest along the batch axis,
+   run ONE inference per batch, split the outputs.
+4. Push every reply, XACK and XDEL in one pipeline.
+5. Once a second: XAUTOCLAIM entries another worker took but left unanswered longer than the
+   claim timeout (it died), and serve them."""
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import msgpack
+import numpy as np
+import redis
+from django.conf import settings
+from django.db import close_old_connections
+
+from serving.protocol import datatype_of
+from serving.routes import load_all_routes
+from serving.wire import (
+    GROUP,
+    REPLY_TTL_SECONDS,
+    WANTED_KEY,
+    WORKERS_KEY,
+    Job,
+    now_ms,
+    pack_reply,
+    pack_tensor,
+    unpack_request,
+)
+from workers.cache import Held, ModelCache, Plan, rendezvous
+
+logger = logging.getLogger(__name__)
+
+PLAN_INTERVAL = 1.0
+WANTED_TTL_SECONDS = 600
+HEARTBEAT_FRESH_SECONDS = 5.0
+READ_BLOCK_MS = 100
+
+
+class Batcher:
+    def __init__(self, *, consumer: str | None = None, redis_url: str | None = None) -> None:
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.redis = redis.Redis.from_url(redis_url or settings.REDIS_URL, socket_timeout=5,
+                                          socket_connect_timeout=2, health_check_interval=10)
+        self.cache = ModelCache()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.next_plan = 0.0
+        self.next_claim = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name="paddock-batcher", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        try:
+            self.redis.hdel(WORKERS_KEY, self.consumer)
+        except redis.RedisError:
+            pass
+
+    def run(self) -> None:
+        logger.info("batcher %s started", self.consumer)
+        while not self.stopping.is_set():
+            try:
+                self.step()
+            except redis.ConnectionError as exc:
+                logger.warning("Redis unreachable (%s); retrying", exc)
+                self.stopping.wait(0.5)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis restarted empty: recreate the groups
+                    self.ensure_groups(list(self.cache.held.values()))
+                else:
+                    logger.exception("Redis refused a command")
+                    self.stopping.wait(0.5)
+            except Exception:  # noqa: BLE001 - the batcher must outlive any one bad round
+                logger.exception("batcher round failed")
+                self.stopping.wait(0.5)
+
+    # -- one round -----------------------------------------------------------------------------
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_plan:
+            self.next_plan = now + PLAN_INTERVAL
+            self.plan()
+        held = list(self.cache.held.values())
+        if not held:
+            self.stopping.wait(0.1)
+            return
+        by_stream = {h.stream: h for h in held}
+        count = max(max(h.plan.settings["max_batch_size"], 1) for h in held)
+        answer = self.redis.xreadgroup(GROUP, self.consumer, {s: ">" for s in by_stream}, count=count,
+                                       block=READ_BLOCK_MS)
+        for stream, entries in answer or []:
+            version = by_stream[stream.decode() if isinstance(stream, bytes) else stream]
+            self.serve(version, self.gather(version, entries))
+        if now >= self.next_claim:
+            self.next_claim = now + 1.0
+            self.claim_abandoned(held)
+
+    def gather(self, held: Held, entries: list[Any]) -> list[Any]:
+        """With max_queue_delay_ms > 0, wait that long at most for a fuller batch."""
+        delay = held.plan.settings["max_queue_delay_ms"]
+        limit = max(held.plan.settings["max_batch_size"], 1)
+        preferred = set(held.plan.settings.get("preferred_batch_sizes") or [])
+        if delay <= 0 or len(entries) >= limit or len(entries) in preferred:
+            return entries
+        deadline = time.monotonic() + delay / 1000
+        while len(entries) < limit and len(entries) not in preferred:
+            remaining = int((deadline - time.monotonic()) * 1000)
+            if remaining <= 0:
+                break
+            more = self.redis.xreadgroup(GROUP, self.consumer, {held.stream: ">"}, count=limit - len(entries),
+                                         block=remaining)
+            for _, new in more or []:
+                entries.extend(new)
+        return entries
+
+    def serve(self, held: Held, entries: list[Any]) -> None:
+        held.last_used = time.monotonic()
+        acked: list[Any] = []
+        jobs: list[Job] = []
+        for entry_id, fields in entries:
+            acked.append(entry_id)
+            if fields and b"m" in fields:  # a claimed entry may have been deleted meanwhile
+                jobs.append(unpack_request(entry_id, fields[b"m"]))
+        replies: list[tuple[str, bytes]] = []
+        now = now_ms()
+        live = []
+        for job in jobs:
+            if job.deadline_ms <= now:
+                waited = now - job.enqueued_ms
+                error = f"the deadline passed after {waited} ms in the queue"
+                replies.append((job.reply_to, pack_reply(rid=job.rid, status=504, error=error)))
+            else:
+                live.append(job)
+        # Lower priority numbers first; 0 (the default) after every explicit priority, as in Triton.
+        live.sort(key=lambda j: (j.priority or float("inf"), j.enqueued_ms))
+        for batch in self.batches(held, live):
+            replies.extend(self.run_batch(held, batch))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for target in {to for to, _ in replies}:
+                pipe.lpush(target, *[payload for to, payload in replies if to == target])
+                pipe.expire(target, REPLY_TTL_SECONDS)
+            if acked:
+                pipe.xack(held.stream, GROUP, *acked)
+                pipe.xdel(held.stream, *acked)
+            pipe.execute()
+
+    @staticmethod
+    def batches(held: Held, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs that can share one run: same non-batch shapes, at most max_batch_size rows."""
+        limit = held.plan.settings["max_batch_size"]
+        if not held.plan.batchable or limit <= 0:
+            return [[job] for job in jobs]
+        groups: dict[tuple[Any, ...], list[list[Job]]] = defaultdict(list)
+        for job in jobs:
+            key = tuple((name, array.shape[1:], array.dtype.str) for name, array in sorted(job.inputs.items()))
+            chunks = groups[key]
+            if not chunks or sum(j.rows for j in chunks[-1]) + job.rows > limit:
+                chunks.append([])
+            chunks[-1].append(job)
+        return [chunk for chunks in groups.values() for chunk in chunks]
+
+    def run_batch(self, held: Held, jobs: list[Job]) -> list[tuple[str, bytes]]:
+        started_ms = now_ms()
+        tick = time.perf_counter()
+        rows = sum(job.rows for job in jobs)
+        try:
+            if len(jobs) == 1:
+                feed = jobs[0].inputs
+            else:
+                feed = {name: np.concatenate([job.inputs[name] for job in jobs]) for name in jobs[0].inputs}
+            outputs = held.runtime.run(feed)
+        except Exception as exc:  # noqa: BLE001 - the runtime's error goes back to each caller
+            logger.warning("inference failed for %s v%s: %s", held.plan.model, held.plan.number, exc)
+            return [(job.reply_to, pack_reply(rid=job.rid, status=500, error=f"inference failed: {exc}"))
+                    for job in jobs]
+        compute_ms = (time.perf_counter() - tick) * 1000
+        held.batches += 1
+        held.rows += rows
+        replies = []
+        offset = 0
+        for job in jobs:
+            sliced = outputs if len(jobs) == 1 else {
+                name: array[offset:offset + job.rows] for name, array in outputs.items()}
+            offset += job.rows
+            packed = [pack_tensor(name, datatype_of(array), array) for name, array in sliced.items()]
+            replies.append((job.reply_to, pack_reply(
+                rid=job.rid, outputs=packed, queue_ms=max(0, started_ms - job.enqueued_ms),
+                compute_ms=compute_ms, batch=rows)))
+        return replies
+
+    def claim_abandoned(self, held: list[Held]) -> None:
+        for version in held:
+            claimed = self.redis.xautoclaim(version.stream, GROUP, self.consumer,
+                                            min_idle_time=settings.PADDOCK_CLAIM_IDLE_MS, count=256)
+            entries = claimed[1] if claimed else []
+            if entries:
+                logger.warning("claimed %d abandoned request(s) of %s v%s", len(entries), version.plan.model,
+                               version.plan.number)
+                self.serve(version, entries)
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        close_old_connections()
+        workers = self.live_workers()
+        cutoff = time.time() - WANTED_TTL_SECONDS
+        wanted = {int(v) for v in self.redis.zrangebyscore(WANTED_KEY, cutoff, "+inf")}
+        plans = []
+        for route in load_all_routes():
+            for number, version in route.versions.items():
+                deployed = number == route.active
+                if version.status != "ready" or not (deployed or version.version_id in wanted):
+                    continue
+                count = min(route.settings["min_workers"], len(workers))
+                if self.consumer not in rendezvous(version.version_id, workers, count):
+                    continue
+                plans.append(Plan(version.version_id, route.name, number, version.batchable,
+                                  route.settings,
+                                  priority=1.0 if deployed else 0.0))
+        loaded = self.cache.sync(plans)
+        self.ensure_groups([self.cache.held[v] for v in loaded])
+        self.heartbeat()
+
+    def live_workers(self) -> list[str]:
+        now = time.time()
+        names = {self.consumer}
+        for name, payload in self.redis.hgetall(WORKERS_KEY).items():
+            if now - msgpack.unpackb(payload)["ts"] <= HEARTBEAT_FRESH_SECONDS:
+                names.add(name.decode())
+        return sorted(names)
+
+    def ensure_groups(self, held: list[Held]) -> None:
+        for version in held:
+            try:
+                # From id 0: requests queued before any worker held the version are served too.
+                self.redis.xgroup_create(version.stream, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def heartbeat(self) -> None:
+        beat = {
+            "ts": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "rss": resident_bytes(),
+            "held": [h.describe() for h in self.cache.held.values()],
+        }
+        self.redis.hset(WORKERS_KEY, self.consumer, msgpack.packb(beat))
+
+
+def resident_bytes() -> int:
+    """Current resident memory of this process (Linux), 0 where /proc is not there."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

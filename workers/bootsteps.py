@@ -1,0 +1,27 @@
+"""Starts the batcher inside each Celery worker process, beside the task pool: control tasks
+(validation) run in the pool, inference in the batcher thread."""
+
+import os
+from typing import Any
+
+from celery import bootsteps
+
+
+class BatcherStep(bootsteps.StartStopStep):
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **options: Any) -> None:
+        super().__init__(worker, **options)
+        self.batcher: Any = None
+
+    def start(self, worker: Any) -> None:
+        if os.environ.get("PADDOCK_WORKER_SERVES", "1") == "0":
+            return
+        from workers.batcher import Batcher
+
+        self.batcher = Batcher(consumer=f"{worker.hostname}-{os.getpid()}")
+        self.batcher.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.batcher is not None:
+            self.batcher.stop()

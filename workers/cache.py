@@ -1,0 +1,104 @@
+"""The model cache of one worker process: which versions it holds, loaded and warmed up,
+evicting the least recently used ones to stay under its memory budget."""
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from registry.models import ModelVersion
+from registry.services import local_artifact
+from registry.validation import smoke_inputs
+from serving.wire import stream_key
+from workers.runtimes import Runtime, load_runtime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """A version this worker should hold, with the deployment's batching settings."""
+
+    version_id: int
+    model: str
+    number: int
+    batchable: bool
+    settings: dict[str, Any]
+    priority: float = 0.0  # higher survives eviction longer (deployed > wanted)
+
+
+@dataclass
+class Held:
+    plan: Plan
+    runtime: Runtime
+    estimated_bytes: int
+    stream: str
+    last_used: float = field(default_factory=time.monotonic)
+    batches: int = 0
+    rows: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.plan.version_id, "model": self.plan.model, "number": self.plan.number,
+                "stream": self.stream, "batches": self.batches, "rows": self.rows,
+                "provider": self.runtime.provider}
+
+
+def rendezvous(version_id: int, workers: list[str], count: int) -> list[str]:
+    """The `count` workers that should hold a version: highest-random-weight hashing, so every
+    worker computes the same answer from the same list of live workers, and a joining or leaving
+    worker moves only its share."""
+    def weight(worker: str) -> bytes:
+        return hashlib.blake2b(f"{version_id}:{worker}".encode(), digest_size=8).digest()
+
+    return sorted(workers, key=weight, reverse=True)[:max(1, count)]
+
+
+class ModelCache:
+    def __init__(self, budget_bytes: int | None = None) -> None:
+        self.budget = budget_bytes or settings.PADDOCK_WORKER_MEMORY_MB * 1024 * 1024
+        self.held: dict[int, Held] = {}
+
+    def sync(self, plans: list[Plan]) -> list[int]:
+        """Hold exactly what is planned (as far as the budget allows); return ids newly loaded."""
+        wanted = {plan.version_id: plan for plan in plans}
+        for version_id in [v for v in self.held if v not in wanted]:
+            logger.info("unloading version %s", version_id)
+            del self.held[version_id]
+        loaded = []
+        for plan in sorted(plans, key=lambda p: -p.priority):
+            current = self.held.get(plan.version_id)
+            if current is not None:
+                current.plan = plan  # batching settings take effect without a reload
+                continue
+            try:
+                self.held[plan.version_id] = self._load(plan)
+                loaded.append(plan.version_id)
+            except Exception:  # noqa: BLE001 - one bad version must not stop the worker
+                logger.exception("could not load version %s", plan.version_id)
+        self._evict()
+        return loaded
+
+    def _load(self, plan: Plan) -> Held:
+        version = ModelVersion.objects.select_related("model").get(pk=plan.version_id)
+        started = time.perf_counter()
+        with local_artifact(version) as path:
+            runtime = load_runtime(path, fmt=version.format, signature={"inputs": version.inputs,
+                                                                        "outputs": version.outputs},
+                                   intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS)
+        runtime.run(smoke_inputs(version.inputs, batch=1))  # warm up before reporting ready
+        logger.info("loaded %s v%s on %s in %.0f ms", plan.model, plan.number, runtime.provider,
+                    (time.perf_counter() - started) * 1000)
+        # Weights dominate; twice the artifact covers the runtime's working buffers.
+        return Held(plan, runtime, 2 * version.size, stream_key(plan.version_id))
+
+    def _evict(self) -> None:
+        total = sum(h.estimated_bytes for h in self.held.values())
+        victims = sorted(self.held.values(), key=lambda h: (h.plan.priority, h.last_used))
+        while total > self.budget and len(victims) > 1:
+            victim = victims.pop(0)
+            logger.warning("memory budget: evicting %s v%s", victim.plan.model, victim.plan.number)
+            del self.held[victim.plan.version_id]
+            total -= victim.estimated_bytes
