@@ -149,6 +149,9 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
     except ValueError:
         raise InvalidInput(f"input '{name}': data is ragged; expected {count} {datatype} values") from None
     dtype = V2_TO_NUMPY[datatype]
+    if dtype.kind in _INT_KINDS and parsed.dtype.kind in "fO":
+        # Integers beyond int64 (UINT64's upper half) make numpy guess float or object.
+        parsed = _exact_integers(name, datatype, data, parsed)
     kind = parsed.dtype.kind
     allowed = "b" if dtype.kind == "b" else _INT_KINDS if dtype.kind in _INT_KINDS else _NUMBER_KINDS
     if parsed.size and kind not in allowed:
@@ -160,6 +163,17 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         if parsed.min() < info.min or parsed.max() > info.max:
             raise InvalidInput(f"input '{name}': values outside the {datatype} range [{info.min}, {info.max}]")
     return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _exact_integers(name: str, datatype: str, data: Any, guessed: np.ndarray) -> np.ndarray:
+    values = np.asarray(data, dtype=object)
+    flat = values.ravel()
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        return guessed  # not all integers: the kind check below explains
+    info = np.iinfo(V2_TO_NUMPY[datatype])
+    if flat.size and (min(flat) < info.min or max(flat) > info.max):
+        raise InvalidInput(f"input '{name}': values outside the {datatype} range [{info.min}, {info.max}]")
+    return np.array(values.tolist(), dtype=V2_TO_NUMPY[datatype])
 
 
 def _describe_kind(kind: str) -> str:

@@ -89,3 +89,46 @@ TORCHSCRIPT_SIGNATURE = {
     "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
     "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
 }
+
+
+DATATYPES = {  # v2 name → ONNX element type
+    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def identity_per_datatype() -> bytes:
+    """One input per v2 datatype (`in_<TYPE>`, shape [batch, 2]), each echoed as `out_<TYPE>`."""
+    nodes, inputs, outputs = [], [], []
+    for name, elem in DATATYPES.items():
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", elem, ["batch", 2]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", elem, ["batch", 2]))
+    graph = helper.make_graph(nodes, "identities", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def slow_onnx(width: int = 1024, layers: int = 48) -> bytes:
+    """x[batch, width] multiplied by the same width×width matrix `layers` times: about
+    2·width²·layers FLOP per row (~100 MFLOP), so a 64-row batch keeps a CPU busy for a while."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array((rng.standard_normal((width, width)) / width).astype(np.float32), "W")
+    nodes, previous = [], "x"
+    for layer in range(layers):
+        output = "y" if layer == layers - 1 else f"h{layer}"
+        nodes.append(helper.make_node("MatMul", [previous, "W"], [output]))
+        previous = output
+    graph = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()

@@ -13,6 +13,8 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("PADDOCK_DEVICE", "cpu")
+# Claim a dead worker's requests after 1 s (5 s by default) so fault tests stay short.
+os.environ.setdefault("PADDOCK_CLAIM_IDLE_MS", "1000")
 # One queue per test session: a `make run` or another suite on the same Redis cannot steal tasks.
 os.environ.setdefault("PADDOCK_CELERY_QUEUE", f"paddock-test-{uuid.uuid4().hex[:8]}")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="paddock-test-media-"))

@@ -4,7 +4,7 @@ evicting the least recently used ones to stay under its memory budget."""
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +16,9 @@ from serving.wire import stream_key
 from workers.runtimes import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
+
+# A version that stops being planned stays held this long after its last batch.
+DRAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Held:
     runtime: Runtime
     estimated_bytes: int
     stream: str
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float = 0.0  # monotonic time of its last batch; 0: never served
     batches: int = 0
     rows: int = 0
 
@@ -62,9 +65,11 @@ class ModelCache:
         self.held: dict[int, Held] = {}
 
     def sync(self, plans: list[Plan]) -> list[int]:
-        """Hold exactly what is planned (as far as the budget allows); return ids newly loaded."""
+        """Hold what is planned (as far as the budget allows), and for a while what served
+        traffic recently, so that requests already queued for it drain; return ids newly loaded."""
         wanted = {plan.version_id: plan for plan in plans}
-        for version_id in [v for v in self.held if v not in wanted]:
+        draining = time.monotonic() - DRAIN_SECONDS
+        for version_id in [v for v, h in self.held.items() if v not in wanted and h.last_used < draining]:
             logger.info("unloading version %s", version_id)
             del self.held[version_id]
         loaded = []

@@ -42,12 +42,30 @@ def register_ready(*, actor: Actor, model: Any, data: bytes, filename: str = "mo
     return version
 
 
+def wait_until_served(base: str, token: str, name: str, version: int) -> None:
+    """Until the web process's route cache (1 s) knows this model and a worker holds the version."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=base.removeprefix("http://"))
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def ready() -> bool:
+        try:
+            return bool(client.is_model_ready(name, str(version), headers=headers))
+        except Exception:  # noqa: BLE001 - 404 until the cache refreshes
+            return False
+
+    wait_until(ready, timeout=30, interval=0.2)
+
+
 @pytest.fixture
-def served(transactional_db: Any, cast: dict[str, Any], teams: dict[str, Any], celery_worker: Any) -> Served:
-    """Model `iris` (8 inputs → 3 probabilities), its v1 ready, and a predict+read token."""
+def served(transactional_db: Any, cast: dict[str, Any], teams: dict[str, Any], celery_worker: Any,
+           web_server: str) -> Served:
+    """Model `iris` (8 inputs → 3 probabilities), its v1 ready and held, and a predict+read token."""
     actor = Actor(user=cast["engineer"])
     model = services.create_model(actor=actor, name="iris", team=teams["ml"])
     data = built.mlp_onnx(inputs=8, outputs=3)
     version = register_ready(actor=actor, model=model, data=data)
     _, raw = create_token(actor=actor, user=cast["engineer"], name="predictor", scopes=["predict", "read"])
+    wait_until_served(web_server, raw, "iris", 1)
     return Served("iris", version, raw, data)

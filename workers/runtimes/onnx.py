@@ -28,5 +28,14 @@ class OnnxRuntime:
         self.output_names = [output.name for output in self.session.get_outputs()]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.session.run(self.output_names, inputs)
+        feed = {name: _as_ort_strings(array) if array.dtype == object else array for name, array in inputs.items()}
+        results = self.session.run(self.output_names, feed)
         return dict(zip(self.output_names, results, strict=True))
+
+
+def _as_ort_strings(array: np.ndarray) -> np.ndarray:
+    # onnxruntime's string tensors take str; it would str() a bytes object into "b'...'".
+    converted = np.empty(array.shape, dtype=object)
+    converted.ravel()[:] = [v.decode("utf-8", errors="surrogateescape") if isinstance(v, bytes) else v
+                            for v in array.ravel()]
+    return converted

@@ -1,0 +1,41 @@
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.access import get_visible_model, require_engineer
+from console.audit import Actor
+from registry.api.views import _token
+from serving import services
+from serving.api.serializers import DeploymentSerializer, DeploymentUpdateSerializer
+from serving.models import Deployment
+
+
+class DeploymentView(APIView):
+    """A model's deployment: which version answers and how requests are batched and queued.
+    A model never configured shows the defaults (it serves its champion, else its newest ready
+    version)."""
+
+    def _deployment(self, request: Request, name: str) -> tuple[Deployment, bool]:
+        model = get_visible_model(request.user, name, _token(request))
+        deployment = Deployment.objects.filter(model=model).select_related("model", "active_version").first()
+        return (deployment, True) if deployment else (Deployment(model=model), False)
+
+    @extend_schema(responses=DeploymentSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        deployment, _ = self._deployment(request, name)
+        return Response(DeploymentSerializer(deployment).data)
+
+    @extend_schema(request=DeploymentUpdateSerializer, responses=DeploymentSerializer)
+    def patch(self, request: Request, name: str) -> Response:
+        deployment, _ = self._deployment(request, name)
+        require_engineer(request.user, deployment.model)
+        changes = DeploymentUpdateSerializer(data=request.data)
+        changes.is_valid(raise_exception=True)
+        with transaction.atomic():
+            updated = services.configure_deployment(actor=Actor.from_request(request), model=deployment.model,
+                                                    changes=changes.validated_data)
+        return Response(DeploymentSerializer(updated).data)
+
+    put = patch

@@ -1,0 +1,114 @@
+"""Websocket streams: /ws/v2/models/{model}[/versions/{n}]/infer. Each text message is a v2
+JSON infer request; many may be in flight on one socket; each reply carries its request's `id`
+and arrives when it is ready (not necessarily in order). A bad message gets an error message,
+never a dropped socket. The token is checked at connect (`Authorization: Bearer` header, or
+`?token=` for browsers, which cannot set headers on websockets)."""
+
+import asyncio
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from console.errors import PaddockError
+from serving.auth import authorize
+from serving.dataplane import get_dataplane
+from serving.errors import InvalidInput, ModelNotFound
+from serving.http import header, tokens
+from serving.protocol import encode_response, request_from_json
+from serving.signature import check_request
+
+_PATH = re.compile(r"^/ws/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?/infer$")
+MAX_IN_FLIGHT = 256
+# Close codes in the private range: 4000 + the HTTP status the same refusal would get.
+CLOSE_OFFSET = 4000
+
+
+async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    try:
+        match = _PATH.match(scope["path"])
+        if match is None:
+            raise ModelNotFound(f"no stream at {scope['path']}")
+        token = header(scope, b"authorization")
+        if token is None:
+            query = parse_qs(scope.get("query_string", b"").decode())
+            token = f"Bearer {query['token'][0]}" if "token" in query else None
+        principal = await tokens.authenticate(token)
+        name = match["model"]
+        number = int(match["version"]) if match["version"] else None
+        authorize(principal, await get_dataplane().route(name), name, "predict")
+    except PaddockError as error:
+        await send({"type": "websocket.send", "text": orjson.dumps({"error": error.message,
+                                                                    "status": error.http_status}).decode()})
+        await send({"type": "websocket.close", "code": CLOSE_OFFSET + error.http_status})
+        return
+    await Stream(send, principal, name, number).run(receive)
+
+
+class Stream:
+    def __init__(self, send: Any, principal: Any, name: str, number: int | None) -> None:
+        self.send = send
+        self.principal = principal
+        self.name = name
+        self.number = number
+        self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, receive: Any) -> None:
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("text")
+                if raw is None:
+                    raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+                if len(self.tasks) >= MAX_IN_FLIGHT:
+                    await self.reply({"error": f"more than {MAX_IN_FLIGHT} requests in flight on this socket",
+                                      "status": 429})
+                    continue
+                task = asyncio.get_running_loop().create_task(self.answer(raw))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        finally:
+            for task in self.tasks:
+                task.cancel()
+
+    async def answer(self, raw: str) -> None:
+        request_id = None
+        try:
+            try:
+                document = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"message is not valid JSON: {exc}") from None
+            if not isinstance(document, dict):
+                raise InvalidInput("message must be a JSON object with 'inputs'")
+            request_id = document.get("id") if isinstance(document.get("id"), str) else None
+            dataplane = get_dataplane()
+            route = authorize(self.principal, await dataplane.route(self.name), self.name, "predict")
+            version = dataplane.pick_version(route, self.number)
+            request = request_from_json(document)
+            rows = check_request(request, version.inputs, version.outputs,
+                                 max_batch_size=route.settings["max_batch_size"])
+            request.binary_all, request.binary_outputs = False, set()  # text frames carry JSON only
+            answer = await dataplane.infer(route, version, request, rows)
+            body, _ = encode_response(model_name=route.name, model_version=str(version.number), request=request,
+                                      outputs=answer.outputs)
+            await self.reply_raw(body.decode())
+        except PaddockError as error:
+            reply: dict[str, Any] = {"error": error.message, "status": error.http_status}
+            if request_id is not None:
+                reply["id"] = request_id
+            await self.reply(reply)
+
+    async def reply(self, document: dict[str, Any]) -> None:
+        await self.reply_raw(orjson.dumps(document).decode())
+
+    async def reply_raw(self, text: str) -> None:
+        async with self.lock:
+            await self.send({"type": "websocket.send", "text": text})
