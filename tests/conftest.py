@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _child_env() -> dict[str, str]:
+def child_env(**overrides: str) -> dict[str, str]:
     """The test process's environment, pointed at the test database pytest-django created."""
     settings_dict = connection.settings_dict
     env = dict(os.environ)
@@ -83,6 +84,7 @@ def _child_env() -> dict[str, str]:
         f"{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
     )
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
     return env
 
 
@@ -108,43 +110,69 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def celery_worker(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process consuming this session's queue."""
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
+@dataclass
+class Process:
+    """A real child process of the suite and its log."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn_worker(log: Path, env: dict[str, str] | None = None, name: str = "test-worker") -> Process:
+    """A real Celery worker (solo pool + the batcher thread) on the test database."""
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        popen = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo", "-l", "INFO",
-             "-n", f"test-worker-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=_child_env(), stdout=out, stderr=subprocess.STDOUT,
+             "-n", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
         )
-    _wait_for(lambda: b" ready." in log.read_bytes(), process, log, "celery worker")
+    process = Process(popen, log)
+    _wait_for(lambda: b" ready." in log.read_bytes(), popen, log, "celery worker")
+    return process
+
+
+def spawn_web(log: Path, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    """A real uvicorn serving console.asgi on a free port; returns it and its base URL."""
+    port = free_port()
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"],
+            cwd=ROOT, env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
+        )
+    _wait_for(lambda: port_open(port), popen, log, "uvicorn")
+    return Process(popen, log), f"http://127.0.0.1:{port}"
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def stop(process: Process) -> None:
+    _stop(process.popen)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """A real Celery worker process consuming this session's queue and serving its models."""
+    process = spawn_worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield process
-    _stop(process)
+    stop(process)
 
 
 @pytest.fixture(scope="session")
 def web_server(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn serving console.asgi on a free port; yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("web") / "web.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"],
-            cwd=ROOT, env=_child_env(), stdout=out, stderr=subprocess.STDOUT,
-        )
-
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    _wait_for(answers, process, log, "uvicorn")
-    yield f"http://127.0.0.1:{port}"
-    _stop(process)
+    process, url = spawn_web(tmp_path_factory.mktemp("web") / "web.log")
+    yield url
+    stop(process)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:

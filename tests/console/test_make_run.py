@@ -4,7 +4,6 @@ beat in the foreground, the admin user and the demo model; Ctrl-C stops everythi
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import ROOT, free_port, port_open, wait_until
 
 # Settings the suite's own environment carries that `make run` must not see.
 SUITE_ONLY = ("DATABASE_URL", "MEDIA_ROOT", "PADDOCK_VAR_DIR", "PADDOCK_CELERY_QUEUE", "SECRET_KEY",
               "DJANGO_SETTINGS_MODULE", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def test_runstack_brings_everything_up_with_embedded_defaults_and_stops_on_ctrl_c(tmp_path: Path) -> None:

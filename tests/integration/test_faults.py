@@ -1,0 +1,209 @@
+"""Faults, with real processes: a worker killed with SIGKILL under load, Redis restarted under
+load, no worker at all, a full queue. Every request ends in a reply or a clear error."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from console.audit import Actor
+from console.services import create_token
+from registry import services
+from serving.services import configure_deployment
+from tests import models as built
+from tests.conftest import child_env, free_port, port_open, spawn_web, spawn_worker, stop, wait_until
+from tests.integration.conftest import Served, register_ready, wait_until_served
+from tests.integration.test_serving import call, infer_json
+
+CLIENT_TIMEOUT = 60  # well past the 30 s default deadline: a request that hangs fails the test
+
+
+def document(i: int, **parameters: Any) -> dict[str, Any]:
+    x = np.random.default_rng(i).standard_normal((1, 8)).astype(np.float32)
+    body: dict[str, Any] = {"id": str(i), "inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [1, 8], "data": x.ravel().tolist()}]}
+    if parameters:
+        body["parameters"] = parameters
+    return body
+
+
+def expected(session: ort.InferenceSession, i: int) -> np.ndarray:
+    x = np.array(document(i)["inputs"][0]["data"], dtype=np.float32).reshape(1, 8)
+    return session.run(None, {"x": x})[0].ravel()
+
+
+def holders(base: str, token: str, model: str) -> int:
+    _, _, text = call(base, "GET", "/metrics", token=token)
+    return sum(1 for line in text.decode().splitlines()
+               if line.startswith("paddock_worker_version_loaded{") and f'model="{model}"' in line)
+
+
+def test_a_worker_killed_under_load_leaves_no_request_unanswered(served: Served, web_server: str,
+                                                                 celery_worker: Any, cast: dict[str, Any],
+                                                                 tmp_path: Path) -> None:
+    configure_deployment(actor=Actor(user=cast["engineer"]), model=served.version.model,
+                         changes={"min_workers": 2})
+    second = spawn_worker(tmp_path / "second.log", name="doomed")
+    try:
+        wait_until(lambda: holders(web_server, served.token, "iris") == 2, timeout=30, interval=0.3)
+        session = ort.InferenceSession(str(served.path))
+        results: dict[int, tuple[int, dict[str, Any], float]] = {}
+
+        def one(i: int) -> None:
+            started = time.monotonic()
+            status, _, body = infer_json(web_server, served.token, "iris", document(i))
+            results[i] = (status, body, time.monotonic() - started)
+
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(one, i) for i in range(400)]
+            wait_until(lambda: len(results) >= 100, timeout=30, interval=0.01)
+            second.popen.send_signal(signal.SIGKILL)
+            for future in futures:
+                future.result(timeout=CLIENT_TIMEOUT)
+    finally:
+        stop(second)
+    assert len(results) == 400  # none vanished
+    for i, (status, body, _) in results.items():
+        assert status == 200, body  # answered by the survivor after claiming, within the deadline
+        assert body["id"] == str(i)  # each caller got its own answer
+        np.testing.assert_allclose(body["outputs"][0]["data"], expected(session, i), rtol=1e-5, atol=1e-6)
+    assert max(elapsed for _, _, elapsed in results.values()) < 30
+    # The survivor took over what the dead worker had read but not answered.
+    assert "abandoned request(s) of iris v1" in celery_worker.output()
+
+
+@pytest.fixture
+def isolated_redis(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A Redis of its own, so the test can stop and restart it without touching the suite's."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    state: dict[str, Any] = {"port": port, "url": f"redis://127.0.0.1:{port}/0"}
+
+    def start() -> None:
+        state["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_until(lambda: port_open(port), timeout=10, interval=0.05)
+
+    def kill() -> None:
+        state["process"].send_signal(signal.SIGKILL)
+        state["process"].wait()
+
+    state.update(start=start, kill=kill)
+    start()
+    yield state
+    if state["process"].poll() is None:
+        kill()
+
+
+@pytest.fixture
+def iris_model(transactional_db: Any, cast: dict[str, Any], teams: dict[str, Any], celery_worker: Any) -> Served:
+    """iris v1, validated by the suite's worker (the isolated stacks share the database)."""
+    actor = Actor(user=cast["engineer"])
+    model = services.create_model(actor=actor, name="iris", team=teams["ml"])
+    data = built.mlp_onnx(inputs=8, outputs=3)
+    version = register_ready(actor=actor, model=model, data=data)
+    _, raw = create_token(actor=actor, user=cast["engineer"], name="predictor", scopes=["predict", "read"])
+    return Served("iris", version, raw, data)
+
+
+def test_redis_restarted_under_load_gives_clear_errors_then_recovers(iris_model: Served,
+                                                                     isolated_redis: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    env = child_env(REDIS_URL=isolated_redis["url"], PADDOCK_CELERY_QUEUE=f"isolated-{os.getpid()}")
+    worker = spawn_worker(tmp_path / "worker.log", env, name="isolated")
+    web, base = spawn_web(tmp_path / "web.log", env)
+    try:
+        wait_until_served(base, iris_model.token, "iris", 1)
+        outcomes: list[tuple[float, int, dict[str, Any], float]] = []
+        stop_load = threading.Event()
+
+        def load() -> None:
+            i = 0
+            while not stop_load.is_set():
+                started = time.monotonic()
+                status, _, body = infer_json(base, iris_model.token, "iris", document(i, timeout=5_000_000))
+                outcomes.append((started, status, body, time.monotonic() - started))
+                i += 1
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        isolated_redis["kill"]()
+        outage_started = time.monotonic()
+        time.sleep(1.0)
+        isolated_redis["start"]()
+
+        def recovered() -> bool:
+            recent = outcomes[-20:]
+            return sum(1 for started, status, _, _ in recent if status == 200 and started > outage_started) >= 10
+
+        wait_until(recovered, timeout=30, interval=0.2)
+        stop_load.set()
+        for thread in threads:
+            thread.join(timeout=CLIENT_TIMEOUT)
+    finally:
+        stop(web)
+        stop(worker)
+    statuses = {status for _, status, _, _ in outcomes}
+    assert statuses <= {200, 503, 504}, statuses
+    failures = [body["error"] for _, status, body, _ in outcomes if status != 200]
+    assert failures, "the outage went unnoticed"
+    assert all(isinstance(message, str) and message for message in failures)
+    assert any("Redis" in message for message in failures), failures[:5]
+    assert max(elapsed for *_, elapsed in outcomes) < 10  # no request hung past its 5 s deadline
+
+
+def test_with_no_worker_a_request_gets_503_within_its_deadline(iris_model: Served, isolated_redis: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    env = child_env(REDIS_URL=isolated_redis["url"], PADDOCK_CELERY_QUEUE=f"isolated-{os.getpid()}")
+    web, base = spawn_web(tmp_path / "web.log", env)
+    try:
+        wait_until(lambda: call(base, "GET", "/v2/models/iris", token=iris_model.token)[0] == 200, timeout=10)
+        started = time.monotonic()
+        status, headers, body = infer_json(base, iris_model.token, "iris", document(1, timeout=300_000))
+        elapsed = time.monotonic() - started
+        assert (status, body) == (503, {"error": "model 'iris' version 1 is not loaded by any worker yet "
+                                                 "(waited 300 ms); retry later"})
+        assert headers["retry-after"] == "1"
+        assert elapsed < 5
+    finally:
+        stop(web)
+
+
+def test_a_full_queue_answers_429_with_retry_after(iris_model: Served, isolated_redis: dict[str, Any],
+                                                   cast: dict[str, Any], tmp_path: Path) -> None:
+    configure_deployment(actor=Actor(user=cast["engineer"]), model=iris_model.version.model,
+                         changes={"max_queue_depth": 2})
+    env = child_env(REDIS_URL=isolated_redis["url"], PADDOCK_CELERY_QUEUE=f"isolated-{os.getpid()}")
+    web, base = spawn_web(tmp_path / "web.log", env)  # no worker: nothing drains the queue
+    try:
+        wait_until(lambda: call(base, "GET", "/v2/models/iris", token=iris_model.token)[0] == 200, timeout=10)
+        with ThreadPoolExecutor(2) as pool:
+            waiting = [pool.submit(infer_json, base, iris_model.token, "iris", document(i, timeout=3_000_000))
+                       for i in range(2)]
+            wait_until(lambda: _queue_length(isolated_redis["url"], iris_model) == 2, timeout=10, interval=0.05)
+            status, headers, body = infer_json(base, iris_model.token, "iris", document(3))
+            assert (status, body) == (429, {"error": "model 'iris' version 1 has 2 requests queued, its limit is 2; "
+                                                     "retry later"})
+            assert headers["retry-after"] == "1"
+            assert [future.result(timeout=CLIENT_TIMEOUT)[0] for future in waiting] == [503, 503]
+    finally:
+        stop(web)
+
+
+def _queue_length(url: str, served: Served) -> int:
+    import redis
+
+    from serving.wire import stream_key
+
+    return int(redis.Redis.from_url(url).xlen(stream_key(served.version.pk)))
+
