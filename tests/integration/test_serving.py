@@ -4,6 +4,7 @@ batcher, onnxruntime. Results are compared with onnxruntime run directly."""
 import http.client
 import json
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +20,7 @@ from console.services import create_token
 from registry import services
 from tests import models as built
 from tests.conftest import wait_until
-from tests.integration.conftest import Served, register_ready
+from tests.integration.conftest import Served, register_ready, wait_until_served
 
 
 def call(base: str, method: str, path: str, body: bytes | None = None, token: str | None = None,
@@ -259,23 +260,35 @@ def batch_counters(base: str, token: str, model: str) -> tuple[float, float]:
     return batches, rows_
 
 
-def test_64_concurrent_requests_are_served_in_fewer_than_64_batches(served: Served, web_server: str) -> None:
-    before = batch_counters(web_server, served.token, "iris")
-    inputs = [rows(1, seed) for seed in range(64)]
+def test_64_concurrent_requests_are_served_in_fewer_than_64_batches(served: Served, web_server: str,
+                                                                     cast: dict[str, Any],
+                                                                     teams: dict[str, Any]) -> None:
+    # A model that takes a few milliseconds per row, so that requests pile up while a batch runs
+    # (the tiny iris model is answered faster than a test client can send).
+    actor = Actor(user=cast["engineer"])
+    model = services.create_model(actor=actor, name="slow", team=teams["ml"])
+    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
+    wait_until_served(web_server, served.token, "slow", 1)
+    session = ort.InferenceSession(version.artifact.path)
+    before = batch_counters(web_server, served.token, "slow")
+    inputs = [np.random.default_rng(seed).standard_normal((1, 1024)).astype(np.float32) for seed in range(64)]
+    start = threading.Barrier(64)
 
     def one(x: np.ndarray) -> tuple[int, list[float]]:
-        status, _, body = infer_json(web_server, served.token, "iris", {
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 8], "data": x.ravel().tolist()}]})
-        return status, body["outputs"][0]["data"]
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024],
+                                       "data": x.ravel().tolist()}]}).encode()
+        start.wait()
+        status, _, payload = call(web_server, "POST", "/v2/models/slow/infer", body, served.token)
+        return status, json.loads(payload)["outputs"][0]["data"]
 
     with ThreadPoolExecutor(64) as pool:
         results = list(pool.map(one, inputs))
     for (status, data), x in zip(results, inputs, strict=True):
         assert status == 200
-        np.testing.assert_allclose(data, reference(served, x).ravel(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(data, session.run(None, {"x": x})[0].ravel(), rtol=1e-4, atol=1e-5)
 
     def settled() -> tuple[float, float] | None:
-        after = batch_counters(web_server, served.token, "iris")
+        after = batch_counters(web_server, served.token, "slow")
         return after if after[1] - before[1] >= 64 else None
 
     after = wait_until(settled, timeout=10, interval=0.5)  # heartbeats publish the counters each second
