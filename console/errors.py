@@ -38,3 +38,9 @@ class InvalidInput(PaddockError):
     """HTTP 400."""
 
     http_status = 400
+
+
+class ServiceUnavailable(PaddockError):
+    """HTTP 503: a backing service (Redis) cannot be reached."""
+
+    http_status = 503

@@ -39,3 +39,20 @@ class DeploymentUpdateSerializer(serializers.Serializer):
         if not attrs:
             raise serializers.ValidationError("send at least one setting to change")
         return attrs
+
+
+class HeldVersionSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    number = serializers.IntegerField()
+    provider = serializers.CharField()
+    batches = serializers.IntegerField()
+    rows = serializers.IntegerField()
+
+
+class WorkerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    memory_bytes = serializers.IntegerField()
+    seconds_since_heartbeat = serializers.FloatField()
+    versions = HeldVersionSerializer(many=True)

@@ -1,3 +1,7 @@
+import time
+
+import redis
+from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -6,9 +10,11 @@ from rest_framework.views import APIView
 
 from console.access import get_visible_model, require_engineer
 from console.audit import Actor
+from console.errors import ServiceUnavailable
 from registry.api.views import _token
 from serving import services
-from serving.api.serializers import DeploymentSerializer, DeploymentUpdateSerializer
+from serving.api.serializers import DeploymentSerializer, DeploymentUpdateSerializer, WorkerSerializer
+from serving.metrics import live_workers
 from serving.models import Deployment
 
 
@@ -39,3 +45,23 @@ class DeploymentView(APIView):
         return Response(DeploymentSerializer(updated).data)
 
     put = patch
+
+
+class WorkerListView(APIView):
+    """Live workers (heartbeat in the last 5 s): what each holds, its memory, its batches."""
+
+    @extend_schema(responses=WorkerSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        try:
+            workers = live_workers(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2))
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis is unavailable: {exc}") from None
+        now = time.time()
+        body = [
+            {"name": name, "host": beat.get("host"), "pid": beat.get("pid"), "memory_bytes": beat.get("rss"),
+             "seconds_since_heartbeat": round(now - beat["ts"], 2),
+             "versions": [{key: held[key] for key in ("model", "number", "provider", "batches", "rows")}
+                          for held in beat.get("held", [])]}
+            for name, beat in sorted(workers.items())
+        ]
+        return Response(body)

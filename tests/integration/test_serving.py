@@ -356,3 +356,27 @@ def test_metrics_are_prometheus_text(served: Served, web_server: str) -> None:
     assert 'paddock_worker_version_loaded{model="iris"' in page
     assert "paddock_worker_memory_bytes" in page and "paddock_inference_queue_depth" in page
     assert call(web_server, "GET", "/metrics")[0] == 401
+
+
+def test_torchscript_versions_are_served_by_torch(served: Served, web_server: str, cast: dict[str, Any],
+                                                  teams: dict[str, Any]) -> None:
+    import torch
+
+    actor = Actor(user=cast["engineer"])
+    model = services.create_model(actor=actor, name="linear", team=teams["ml"])
+    version = register_ready(actor=actor, model=model, data=built.torchscript_linear(), filename="linear.pt",
+                             signature=built.TORCHSCRIPT_SIGNATURE)
+    wait_until_served(web_server, served.token, "linear", 1)
+    x = np.random.default_rng(3).standard_normal((6, 4)).astype(np.float32)
+    tensor = triton.InferInput("x", [6, 4], "FP32")
+    tensor.set_data_from_numpy(x)
+    result = triton_client(web_server).infer("linear", [tensor], headers={"Authorization": f"Bearer {served.token}"})
+    expected = torch.jit.load(version.artifact.path)(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(result.as_numpy("y"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_workers_report_what_they_hold(served: Served, web_server: str, client_for: Any) -> None:
+    workers = client_for("engineer", "read").get("/api/v1/workers/").json()
+    assert workers and workers[0]["memory_bytes"] > 0
+    held = [v for w in workers for v in w["versions"] if v["model"] == "iris"]
+    assert held and held[0]["number"] == 1 and held[0]["provider"] == "CPUExecutionProvider"

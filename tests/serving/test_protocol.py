@@ -1,0 +1,99 @@
+"""The v2 codec on its own: pure functions over bytes and arrays."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from serving.errors import InvalidInput
+from serving.protocol import InferRequest, Tensor, decode_request, encode_response, serialize_bytes_tensor
+from serving.signature import check_request, is_batchable
+
+SIGNATURE_IN = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
+SIGNATURE_OUT = [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+def test_nested_and_flat_json_data_decode_to_the_same_array() -> None:
+    flat = decode_request(json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
+                                                  "data": [1, 2, 3, 4]}]}).encode())
+    nested = decode_request(json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
+                                                    "data": [[1, 2], [3, 4]]}]}).encode())
+    np.testing.assert_array_equal(flat.inputs[0].array, nested.inputs[0].array)
+    assert flat.inputs[0].array.dtype == np.float32
+
+
+def test_binary_inputs_are_read_in_order_after_the_json_header() -> None:
+    a = np.arange(4, dtype=np.int32).reshape(2, 2)
+    words = np.array([b"ab", b"", b"\xff"], dtype=object)
+    header = json.dumps({"inputs": [
+        {"name": "a", "datatype": "INT32", "shape": [2, 2], "parameters": {"binary_data_size": 16}},
+        {"name": "w", "datatype": "BYTES", "shape": [3], "parameters": {"binary_data_size": 15}},
+    ], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
+    request = decode_request(header + a.tobytes() + serialize_bytes_tensor(words), len(header))
+    np.testing.assert_array_equal(request.inputs[0].array, a)
+    assert list(request.inputs[1].array) == [b"ab", b"", b"\xff"]
+    assert request.wants_binary("y") and not request.wants_binary("z")
+
+
+def test_binary_outputs_carry_their_size_and_follow_the_header() -> None:
+    request = InferRequest(id="7", inputs=[], binary_all=True)
+    y = np.array([[1.5], [2.5]], dtype=np.float32)
+    body, header_length = encode_response(model_name="m", model_version="3", request=request, outputs={"y": y})
+    assert header_length is not None
+    header = json.loads(body[:header_length])
+    assert header == {"model_name": "m", "model_version": "3", "id": "7", "outputs": [
+        {"name": "y", "datatype": "FP32", "shape": [2, 1], "parameters": {"binary_data_size": 8}}]}
+    np.testing.assert_array_equal(np.frombuffer(body[header_length:], dtype=np.float32), [1.5, 2.5])
+
+
+def test_bytes_outputs_are_length_prefixed_in_binary() -> None:
+    request = InferRequest(id=None, inputs=[], binary_all=True)
+    body, length = encode_response(model_name="m", model_version="1", request=request,
+                                   outputs={"s": np.array(["hé", ""], dtype=object)})
+    assert body[length:] == struct.pack("<I", 3) + "hé".encode() + struct.pack("<I", 0)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [300]}]},
+     "input 'x': values outside the INT8 range [-128, 127]"),
+    ({"inputs": [{"name": "x", "datatype": "BOOL", "shape": [1], "data": [1]}]},
+     "input 'x': data is not BOOL (received integer values)"),
+    ({"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [1.5]}]},
+     "input 'x': data is not INT32 (received floating-point values)"),
+    ({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1], "data": [1]}]}, "input 'x': unknown datatype 'FP33'"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}]},
+     "input 'x': 'shape' must be a list of non-negative integers"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [[1], [2, 3]]}]},
+     "input 'x': data is ragged; expected 2 FP32 values"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}, "input 'x': no 'data' and no binary_data_size"),
+    ({"id": 5, "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}, "'id' must be a string"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"timeout": -1}},
+     "parameter 'timeout' must be a positive integer (microseconds)"),
+    ([1, 2], "request body must be a JSON object with 'inputs'"),
+])
+def test_malformed_requests_are_refused_with_the_reason(data: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        decode_request(json.dumps(data).encode())
+    assert refused.value.message == message
+
+
+def tensor(name: str, datatype: str, shape: list[int]) -> Tensor:
+    return Tensor(name, datatype, shape, np.zeros(shape, dtype=np.float32))
+
+
+def test_the_signature_check_returns_the_batch_size() -> None:
+    request = InferRequest(id=None, inputs=[tensor("x", "FP32", [5, 2])])
+    assert check_request(request, SIGNATURE_IN, SIGNATURE_OUT, max_batch_size=8) == 5
+    assert is_batchable(SIGNATURE_IN, SIGNATURE_OUT)
+    fixed = [{"name": "x", "datatype": "FP32", "shape": [3, 2]}]
+    assert not is_batchable(fixed, SIGNATURE_OUT)
+    assert check_request(InferRequest(id=None, inputs=[tensor("x", "FP32", [3, 2])]), fixed, SIGNATURE_OUT,
+                         max_batch_size=0) == 1
+
+
+def test_inputs_must_agree_on_the_batch_size() -> None:
+    signature = [{"name": "a", "datatype": "FP32", "shape": [-1, 2]}, {"name": "b", "datatype": "FP32", "shape": [-1]}]
+    request = InferRequest(id=None, inputs=[tensor("a", "FP32", [2, 2]), tensor("b", "FP32", [3])])
+    with pytest.raises(InvalidInput, match=r"inputs disagree on the batch size \(first dimension\): \[2, 3\]"):
+        check_request(request, signature, SIGNATURE_OUT, max_batch_size=8)
