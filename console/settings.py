@@ -208,3 +208,5 @@ PADDOCK_CLAIM_IDLE_MS = env_int("PADDOCK_CLAIM_IDLE_MS", 5000, minimum=100)
 # Workers evict least-recently-used versions to stay under this (estimated) memory budget.
 PADDOCK_WORKER_MEMORY_MB = env_int("PADDOCK_WORKER_MEMORY_MB", 4096, minimum=64)
 PADDOCK_INTRA_OP_THREADS = env_int("PADDOCK_INTRA_OP_THREADS", 0, minimum=0)
+# Every Redis key of the data plane starts with this: installations sharing a Redis stay apart.
+PADDOCK_REDIS_PREFIX = env_str("PADDOCK_REDIS_PREFIX", "paddock")

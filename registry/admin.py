@@ -1,9 +1,7 @@
-from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
 
-from console.admin import AuditedAdmin
+from console.admin import AuditedAdmin, ReadOnlyAdmin
 from registry.models import Alias, ModelVersion, RegisteredModel
 
 
@@ -14,31 +12,13 @@ class RegisteredModelAdmin(AuditedAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
     """Versions are immutable and uploaded through the console or API: read-only here."""
 
     list_display = ["model", "number", "format", "status", "created_at"]
     list_filter = ["status", "format"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Alias)
-class AliasAdmin(admin.ModelAdmin):
+class AliasAdmin(ReadOnlyAdmin):
     list_display = ["model", "name", "version", "updated_at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -39,14 +39,14 @@ from serving.protocol import InferRequest
 from serving.routes import ModelRoute, VersionRoute, load_model_route
 from serving.wire import (
     REPLY_TTL_SECONDS,
-    WANTED_KEY,
-    WORKERS_KEY,
     now_ms,
     pack_request,
     pack_tensor,
     reply_key,
     stream_key,
     unpack_tensor,
+    wanted_key,
+    workers_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class DataPlane:
         self.rids = itertools.count(1)
         self.reader: asyncio.Task[None] | None = None
         self.routes: dict[str, tuple[float, ModelRoute | None]] = {}
-        self.holders: dict[int, int] = {}  # version id → live workers holding it
+        self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
         self._load_route = sync_to_async(load_model_route, thread_sensitive=True)
 
@@ -106,19 +106,19 @@ class DataPlane:
             raise ModelNotReady(f"model '{route.name}' version {number} is not ready ({version.status})")
         return version
 
-    async def holder_count(self, version_id: int) -> int:
+    async def holder_count(self, version: VersionRoute) -> int:
         now = time.monotonic()
         if now >= self.holders_expire:
             self.holders_expire = now + HOLDERS_TTL
             counts: dict[int, int] = {}
             wall = time.time()
-            for payload in (await self.redis.hgetall(WORKERS_KEY)).values():
+            for payload in (await self.redis.hgetall(workers_key())).values():
                 beat = msgpack.unpackb(payload)
                 if wall - beat["ts"] <= metrics.HEARTBEAT_FRESH_SECONDS:
                     for held in beat.get("held", []):
-                        counts[held["id"]] = counts.get(held["id"], 0) + 1
+                        counts[held["stream"]] = counts.get(held["stream"], 0) + 1
             self.holders = counts
-        return self.holders.get(version_id, 0)
+        return self.holders.get(stream_key(version.version_id, version.sha256), 0)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -130,18 +130,18 @@ class DataPlane:
         rid = next(self.rids)
         payload = pack_request(rid=rid, reply_to=self.reply_to, deadline_ms=deadline_ms,
                                priority=request.priority, rows=rows, tensors=tensors)
-        stream = stream_key(version.version_id)
+        stream = stream_key(version.version_id, version.sha256)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
         try:
             try:
-                held = await self.holder_count(version.version_id)
+                held = await self.holder_count(version)
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.xlen(stream)
                     pipe.xadd(stream, {"m": payload})
                     if not held:
                         # Cold start: ask the workers to load this version.
-                        pipe.zadd(WANTED_KEY, {str(version.version_id): time.time()})
+                        pipe.zadd(wanted_key(), {str(version.version_id): time.time()})
                     depth, entry_id, *_ = await pipe.execute()
             except RedisError as exc:
                 raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
@@ -157,7 +157,7 @@ class DataPlane:
                 reply = await asyncio.wait_for(future, timeout=max(0.001, wait))
             except TimeoutError:
                 await self._forget(stream, entry_id)
-                if not await self.holder_count(version.version_id):
+                if not await self.holder_count(version):
                     raise ModelNotReady(
                         f"model '{route.name}' version {version.number} is not loaded by any worker yet "
                         f"(waited {timeout_ms} ms); retry later"

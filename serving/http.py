@@ -99,7 +99,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
                           principal.has_scope("predict") else "read")
         if action == "/ready":
             version = dataplane.pick_version(route, version_number)
-            ready = await dataplane.holder_count(version.version_id) > 0
+            ready = await dataplane.holder_count(version) > 0
             body = orjson.dumps({"name": name, "version": str(version.number), "ready": ready})
             return await respond(send, 200 if ready else 503, body)
         return await respond(send, 200, model_metadata(route, version_number))

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from serving.wire import WORKERS_KEY
+from serving.wire import workers_key
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
@@ -34,7 +34,7 @@ def live_workers(client: "redis.Redis[bytes]") -> dict[str, dict[str, Any]]:
     """Workers whose heartbeat is fresh: name → {versions, rss, batches, ...}."""
     now = time.time()
     workers = {}
-    for name, payload in client.hgetall(WORKERS_KEY).items():
+    for name, payload in client.hgetall(workers_key()).items():
         beat = msgpack.unpackb(payload)
         if now - beat["ts"] <= HEARTBEAT_FRESH_SECONDS:
             workers[name.decode()] = beat

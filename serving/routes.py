@@ -23,6 +23,7 @@ class VersionRoute:
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     batchable: bool
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ def _route(model: RegisteredModel) -> ModelRoute:
     deployment = getattr(model, "deployment", None)
     versions = {
         v.number: VersionRoute(v.pk, v.number, v.status, v.format, v.inputs, v.outputs,
-                               is_batchable(v.inputs, v.outputs))
+                               is_batchable(v.inputs, v.outputs), v.sha256)
         for v in model.versions.all()
     }
     return ModelRoute(model.pk, model.name, model.team_id, versions, _active(model, deployment, versions),
@@ -70,7 +71,7 @@ def _route(model: RegisteredModel) -> ModelRoute:
 def _models() -> Any:
     return RegisteredModel.objects.select_related("deployment").prefetch_related(
         Prefetch("versions", queryset=ModelVersion.objects.only(
-            "id", "number", "status", "format", "inputs", "outputs", "model_id")),
+            "id", "number", "status", "format", "inputs", "outputs", "sha256", "model_id")),
         Prefetch("aliases", queryset=Alias.objects.select_related("version")),
     )
 

@@ -1,8 +1,10 @@
 """The messages between web processes and workers, over Redis, msgpack-encoded.
 
-Per version: stream `paddock:v{id}:requests` (consumer group `workers`) holds request entries
-with one field `m`. Per web process: list `paddock:reply:{instance}` receives the replies.
-Workers announce themselves in hash `paddock:workers` (field: consumer name)."""
+Keys start with PADDOCK_REDIS_PREFIX ("paddock"), so that several installations (or test runs)
+can share one Redis. Per version: stream `{prefix}:v{id}-{sha256[:12]}:requests` (consumer group `workers`)
+holds request entries with one field `m`. Per web process: list `{prefix}:reply:{instance}`
+receives the replies. Workers announce themselves in hash `{prefix}:workers` (field: consumer
+name); `{prefix}:wanted` (sorted set) lists versions requested that no worker held."""
 
 import time
 from dataclasses import dataclass
@@ -10,21 +12,30 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from django.conf import settings
 
 from registry.datatypes import V2_TO_NUMPY
 
 GROUP = "workers"
-WORKERS_KEY = "paddock:workers"
-WANTED_KEY = "paddock:wanted"
 REPLY_TTL_SECONDS = 300
 
 
-def stream_key(version_id: int) -> str:
-    return f"paddock:v{version_id}:requests"
+def stream_key(version_id: int, sha256: str) -> str:
+    # The checksum makes the stream name the artifact, not just a row id that a restored or
+    # reset database could give to other bytes.
+    return f"{settings.PADDOCK_REDIS_PREFIX}:v{version_id}-{sha256[:12]}:requests"
 
 
 def reply_key(instance: str) -> str:
-    return f"paddock:reply:{instance}"
+    return f"{settings.PADDOCK_REDIS_PREFIX}:reply:{instance}"
+
+
+def workers_key() -> str:
+    return f"{settings.PADDOCK_REDIS_PREFIX}:workers"
+
+
+def wanted_key() -> str:
+    return f"{settings.PADDOCK_REDIS_PREFIX}:wanted"
 
 
 def now_ms() -> int:

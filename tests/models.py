@@ -27,6 +27,19 @@ def mlp_onnx(inputs: int = 8, outputs: int = 3, seed: int = 0, ir_version: int =
     return model.SerializeToString()
 
 
+def _matmul_onnx(weight: TensorProto, width: int, name: str) -> bytes:
+    """y[batch, 2] = x[batch, width] · W."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
 def external_data_onnx(location: str) -> bytes:
     """A model whose weight lives in an external file at `location`."""
     weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
@@ -35,29 +48,12 @@ def external_data_onnx(location: str) -> bytes:
     for key, value in (("location", location), ("offset", "0"), ("length", "32")):
         entry = weight.external_data.add()
         entry.key, entry.value = key, value
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "ext",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = IR_VERSION
-    return model.SerializeToString()
+    return _matmul_onnx(weight, 4, "ext")
 
 
 def broken_onnx() -> bytes:
-    """Parses as ONNX but onnxruntime refuses it: Gemm with mismatched inner dimensions."""
-    weight = numpy_helper.from_array(np.ones((5, 2), dtype=np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "broken",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = IR_VERSION
-    return model.SerializeToString()
+    """Parses as ONNX but onnxruntime refuses it: MatMul with mismatched inner dimensions."""
+    return _matmul_onnx(numpy_helper.from_array(np.ones((5, 2), dtype=np.float32), "W"), 4, "broken")
 
 
 def torchscript_linear() -> bytes:

@@ -15,8 +15,11 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("PADDOCK_DEVICE", "cpu")
 # Claim a dead worker's requests after 1 s (5 s by default) so fault tests stay short.
 os.environ.setdefault("PADDOCK_CLAIM_IDLE_MS", "1000")
-# One queue per test session: a `make run` or another suite on the same Redis cannot steal tasks.
-os.environ.setdefault("PADDOCK_CELERY_QUEUE", f"paddock-test-{uuid.uuid4().hex[:8]}")
+# One queue and key prefix per test session: a `make run` or another suite on the same Redis
+# neither steals its tasks nor joins its workers.
+_RUN = f"paddock-test-{uuid.uuid4().hex[:8]}"
+os.environ.setdefault("PADDOCK_CELERY_QUEUE", _RUN)
+os.environ.setdefault("PADDOCK_REDIS_PREFIX", _RUN)
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="paddock-test-media-"))
 os.environ.setdefault("PADDOCK_VAR_DIR", tempfile.mkdtemp(prefix="paddock-test-var-"))
 

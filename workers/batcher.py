@@ -31,13 +31,13 @@ from serving.routes import load_all_routes
 from serving.wire import (
     GROUP,
     REPLY_TTL_SECONDS,
-    WANTED_KEY,
-    WORKERS_KEY,
     Job,
     now_ms,
     pack_reply,
     pack_tensor,
     unpack_request,
+    wanted_key,
+    workers_key,
 )
 from workers.cache import Held, ModelCache, Plan, rendezvous
 
@@ -71,7 +71,7 @@ class Batcher:
         if self.thread is not None:
             self.thread.join(timeout=5)
         try:
-            self.redis.hdel(WORKERS_KEY, self.consumer)
+            self.redis.hdel(workers_key(), self.consumer)
         except redis.RedisError:
             pass
 
@@ -224,7 +224,7 @@ class Batcher:
         close_old_connections()
         workers = self.live_workers()
         cutoff = time.time() - WANTED_TTL_SECONDS
-        wanted = {int(v) for v in self.redis.zrangebyscore(WANTED_KEY, cutoff, "+inf")}
+        wanted = {int(v) for v in self.redis.zrangebyscore(wanted_key(), cutoff, "+inf")}
         plans = []
         for route in load_all_routes():
             for number, version in route.versions.items():
@@ -234,9 +234,8 @@ class Batcher:
                 count = min(route.settings["min_workers"], len(workers))
                 if self.consumer not in rendezvous(version.version_id, workers, count):
                     continue
-                plans.append(Plan(version.version_id, route.name, number, version.batchable,
-                                  route.settings,
-                                  priority=1.0 if deployed else 0.0))
+                plans.append(Plan(version.version_id, route.name, number, version.batchable, route.settings,
+                                  sha256=version.sha256, priority=1.0 if deployed else 0.0))
         loaded = self.cache.sync(plans)
         self.ensure_groups([self.cache.held[v] for v in loaded])
         self.heartbeat()
@@ -244,7 +243,7 @@ class Batcher:
     def live_workers(self) -> list[str]:
         now = time.time()
         names = {self.consumer}
-        for name, payload in self.redis.hgetall(WORKERS_KEY).items():
+        for name, payload in self.redis.hgetall(workers_key()).items():
             if now - msgpack.unpackb(payload)["ts"] <= HEARTBEAT_FRESH_SECONDS:
                 names.add(name.decode())
         return sorted(names)
@@ -266,7 +265,7 @@ class Batcher:
             "rss": resident_bytes(),
             "held": [h.describe() for h in self.cache.held.values()],
         }
-        self.redis.hset(WORKERS_KEY, self.consumer, msgpack.packb(beat))
+        self.redis.hset(workers_key(), self.consumer, msgpack.packb(beat))
 
 
 def resident_bytes() -> int:

@@ -30,6 +30,7 @@ class Plan:
     number: int
     batchable: bool
     settings: dict[str, Any]
+    sha256: str = ""  # the artifact's identity: a held runtime with another checksum is reloaded
     priority: float = 0.0  # higher survives eviction longer (deployed > wanted)
 
 
@@ -75,6 +76,8 @@ class ModelCache:
         loaded = []
         for plan in sorted(plans, key=lambda p: -p.priority):
             current = self.held.get(plan.version_id)
+            if current is not None and current.plan.sha256 != plan.sha256:
+                current = None  # the id now names other bytes (a database restored or reset)
             if current is not None:
                 current.plan = plan  # batching settings take effect without a reload
                 continue
@@ -97,7 +100,7 @@ class ModelCache:
         logger.info("loaded %s v%s on %s in %.0f ms", plan.model, plan.number, runtime.provider,
                     (time.perf_counter() - started) * 1000)
         # Weights dominate; twice the artifact covers the runtime's working buffers.
-        return Held(plan, runtime, 2 * version.size, stream_key(plan.version_id))
+        return Held(plan, runtime, 2 * version.size, stream_key(plan.version_id, plan.sha256))
 
     def _evict(self) -> None:
         total = sum(h.estimated_bytes for h in self.held.values())

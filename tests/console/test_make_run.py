@@ -15,8 +15,9 @@ import pytest
 from tests.conftest import ROOT, free_port, port_open, wait_until
 
 # Settings the suite's own environment carries that `make run` must not see.
-SUITE_ONLY = ("DATABASE_URL", "MEDIA_ROOT", "PADDOCK_VAR_DIR", "PADDOCK_CELERY_QUEUE", "SECRET_KEY",
-              "DJANGO_SETTINGS_MODULE", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+SUITE_ONLY = ("DATABASE_URL", "MEDIA_ROOT", "PADDOCK_VAR_DIR", "PADDOCK_CELERY_QUEUE", "PADDOCK_REDIS_PREFIX",
+              "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
+              "CSRF_COOKIE_SECURE")
 
 
 def test_runstack_brings_everything_up_with_embedded_defaults_and_stops_on_ctrl_c(tmp_path: Path) -> None:

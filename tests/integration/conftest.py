@@ -1,6 +1,7 @@
 """Fixtures for the data plane: a served model (registered, validated by the real worker) and
 a predict token."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,19 @@ def register_ready(*, actor: Actor, model: Any, data: bytes, filename: str = "mo
     wait_until(ready, timeout=90, interval=0.2)
     assert version.status == "ready", version.status_reason
     return version
+
+
+@pytest.fixture(autouse=True)
+def _forget_wanted_versions() -> Iterator[None]:
+    """Each test's database restarts its ids: a version asked for in an earlier test must not
+    make the workers hold today's version with the same id."""
+    yield
+    import redis
+    from django.conf import settings
+
+    from serving.wire import wanted_key
+
+    redis.Redis.from_url(settings.REDIS_URL).delete(wanted_key())
 
 
 def wait_until_served(base: str, token: str, name: str, version: int) -> None:

@@ -75,7 +75,7 @@ def test_a_worker_killed_under_load_leaves_no_request_unanswered(served: Served,
         with ThreadPoolExecutor(16) as pool:
             futures = [pool.submit(one, i) for i in range(len(inputs))]
             wait_until(lambda: len(results) >= 60, timeout=60, interval=0.01)
-            stranded = freeze_holding_requests(second, stream_key(version.pk))
+            stranded = freeze_holding_requests(second, stream_key(version.pk, version.sha256))
             second.popen.send_signal(signal.SIGKILL)
             for future in futures:
                 future.result(timeout=CLIENT_TIMEOUT)
@@ -228,5 +228,5 @@ def test_a_full_queue_answers_429_with_retry_after(iris_model: Served, isolated_
 
 
 def _queue_length(url: str, served: Served) -> int:
-    return int(redis.Redis.from_url(url).xlen(stream_key(served.version.pk)))
+    return int(redis.Redis.from_url(url).xlen(stream_key(served.version.pk, served.version.sha256)))
 
