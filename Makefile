@@ -21,6 +21,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench,test]'
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	touch $(BENCH_STAMP)
+
+# `make bench` (full, ~15 min), `make bench QUICK=1` (M1 only, < 2 min); see docs/benchmarks.md.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

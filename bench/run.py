@@ -1,0 +1,507 @@
+"""`make bench`: Paddock beside the raw onnxruntime limit and a naive server, in one run.
+
+For each model, one after the other:
+1. raw onnxruntime in this process at batch 1, 4, 16, 64 (the limit), before any server runs;
+2. Paddock (real uvicorn web processes, a Redis of its own, a Celery worker with its batcher,
+   started as `make run` / docker-compose start them; models registered and deployed through the
+   API), over v2 REST with JSON tensors, REST with binary tensors and the websocket stream;
+3. the naive server (bench/naive_server.py) with the same onnxruntime settings;
+cells interleaved in rounds, at 1, 16 and 64 closed-loop clients, load from a separate process
+(wrk with a Lua body for REST, bench/ws_load.py for websockets). Reports req/s, p50/p95/p99,
+errors, each side's CPU and Paddock's executed batch sizes; writes bench/results/<stamp>.json
+and .png; a full run also refreshes docs/benchmarks.md."""
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CACHE = ROOT / "bench" / ".cache"
+DOC = ROOT / "docs" / "benchmarks.md"
+PATHS = ["naive", "rest_json", "rest_binary", "websocket"]
+DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready within {timeout}s")
+
+
+# -- bodies -----------------------------------------------------------------------------------
+
+def json_body(row: dict[str, np.ndarray]) -> bytes:
+    return json.dumps({"inputs": [
+        {"name": name, "datatype": DATATYPES[a.dtype], "shape": list(a.shape), "data": a.ravel().tolist()}
+        for name, a in row.items()]}).encode()
+
+
+def binary_body(row: dict[str, np.ndarray]) -> tuple[bytes, int]:
+    header = json.dumps({"inputs": [
+        {"name": name, "datatype": DATATYPES[a.dtype], "shape": list(a.shape),
+         "parameters": {"binary_data_size": a.nbytes}} for name, a in row.items()],
+        "parameters": {"binary_data_output": True}}).encode()
+    return header + b"".join(np.ascontiguousarray(a).tobytes() for a in row.values()), len(header)
+
+
+# -- processes and their CPU ------------------------------------------------------------------
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+class Stack:
+    """Processes the bench starts and stops, grouped by role for CPU accounting."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.processes: dict[str, list[subprocess.Popen[bytes]]] = {}
+
+    def start(self, role: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log_file = (self.workdir / f"{role}.log").open("ab")
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.setdefault(role, []).append(process)
+        return process
+
+    def pids(self, role: str) -> list[int]:
+        pids = []
+        for process in self.processes.get(role, []):
+            if process.poll() is None:
+                pids.append(process.pid)
+                pids.extend(children(process.pid))
+        return pids
+
+    def stop(self, role: str) -> None:
+        for process in self.processes.pop(role, []):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for role in list(self.processes):
+            self.stop(role)
+
+
+# -- Paddock through its own API --------------------------------------------------------------
+
+class Paddock:
+    def __init__(self, stack: Stack, args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.redis_port, self.port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ, "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(40), "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0",
+            "SECURE_HSTS_SECONDS": "0", "PADDOCK_VAR_DIR": str(stack.workdir / "var"),
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "PADDOCK_CELERY_QUEUE": "bench",
+            "PADDOCK_REDIS_PREFIX": "bench", "PADDOCK_INTRA_OP_THREADS": str(args.intra_op_threads),
+            "PADDOCK_ADMIN_PASSWORD": secrets.token_urlsafe(16), "PADDOCK_MAX_UPLOAD_BYTES": str(1 << 30),
+            "DJANGO_SETTINGS_MODULE": "console.settings", "LOG_LEVEL": "WARNING",
+        }
+        self.env.pop("DATABASE_URL", None)
+        self.args = args
+        self.token = ""
+
+    def manage(self, *command: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        return done.stdout.strip()
+
+    def start(self) -> None:
+        (self.stack.workdir / "var").mkdir(parents=True, exist_ok=True)
+        self.stack.start("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no"], self.env)
+        self.manage("migrate", "--noinput")
+        self.manage("ensure_admin")
+        self.manage("shell", "-c", "from console.models import Team; Team.objects.get_or_create(name='bench')")
+        self.token = self.manage("create_token", "admin", "--scope", "admin", "--name", "bench")
+        self.stack.start("worker", [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo",
+                                    "-l", "WARNING", "-n", "bench@%h"], self.env)
+        self.stack.start("web", [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
+                                 "--port", str(self.port), "--workers", str(self.args.web_processes),
+                                 "--no-access-log", "--log-level", "warning"], self.env)
+        wait_for(lambda: self.get("/v2/health/ready")[0] == 200, "Paddock web")
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                content_type: str = "application/json") -> tuple[int, bytes]:
+        request = urllib.request.Request(self.base + path, data=body, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self.request("GET", path)
+
+    def register(self, name: str, artifact: Path) -> None:
+        """As a user would: create the model, upload the version, configure the deployment."""
+        self.request("POST", "/api/v1/models/", json.dumps({"name": name, "team": "bench"}).encode())
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"{artifact.name}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode() + artifact.read_bytes() + \
+            f"\r\n--{boundary}--\r\n".encode()
+        status, payload = self.request("POST", f"/api/v1/models/{name}/versions/", body,
+                                       f"multipart/form-data; boundary={boundary}")
+        if status not in (200, 201):
+            raise RuntimeError(f"upload of {name} failed: {status} {payload[:300]!r}")
+        settings = {"max_batch_size": 64, "max_queue_depth": 100_000, "default_timeout_ms": 120_000}
+        status, payload = self.request("PATCH", f"/api/v1/deployments/{name}/", json.dumps(settings).encode())
+        if status != 200:
+            raise RuntimeError(f"deployment of {name} failed: {status} {payload[:300]!r}")
+        wait_for(lambda: self.get(f"/v2/models/{name}/ready")[0] == 200, f"{name} served", timeout=300)
+
+    def batch_counters(self, name: str) -> tuple[float, float]:
+        _, text = self.get("/metrics")
+        batches = rows = 0.0
+        for line in text.decode().splitlines():
+            if f'model="{name}"' in line:
+                if line.startswith("paddock_inference_batches_total"):
+                    batches += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("paddock_inference_batch_rows_total"):
+                    rows += float(line.rsplit(" ", 1)[1])
+        return batches, rows
+
+
+# -- load -------------------------------------------------------------------------------------
+
+def run_load(path: str, url: str, *, clients: int, seconds: float, body_file: Path, token: str = "",
+             header_length: int | None = None) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_BODY": str(body_file)}
+    if token:
+        env["BENCH_TOKEN"] = token
+    if header_length is not None:
+        env["BENCH_HEADER_LENGTH"] = str(header_length)
+        env["BENCH_CONTENT_TYPE"] = "application/octet-stream"
+    if path == "websocket":
+        command = [sys.executable, str(ROOT / "bench" / "ws_load.py"), url, "--token", token, "--body",
+                   str(body_file), "--clients", str(clients), "--seconds", str(seconds)]
+    else:
+        command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "60s", "-s",
+                   str(ROOT / "bench" / "wrk" / "post.lua"), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    match = re.search(r"BENCH_RESULT (\{.*\})", output.stdout)
+    if match is None:
+        raise RuntimeError(f"load generator failed: {output.stdout[-500:]} {output.stderr[-500:]}")
+    result = json.loads(match.group(1))
+    seconds_run = result["duration_us"] / 1e6
+    return {
+        "rps": result["requests"] / seconds_run if seconds_run else 0.0,
+        "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
+        "requests": result["requests"], "errors": result["errors"],
+        "cpu_loadgen_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    }
+
+
+def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float) -> dict[str, float]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+    limits = {}
+    for batch in (1, 4, 16, 64):
+        feed = {name: np.repeat(array, batch, axis=0) for name, array in row.items()}
+        session.run(None, feed)
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            session.run(None, feed)
+            runs += 1
+        limits[str(batch)] = runs * batch / (time.perf_counter() - started)
+    return limits
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.models import MODELS, artifact
+
+    workdir = Path(tempfile.mkdtemp(prefix="paddock-bench-"))
+    stack = Stack(workdir)
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {"quick": args.quick, "models": args.models, "rounds": args.rounds, "seconds": args.seconds,
+                   "clients": args.clients, "web_processes": args.web_processes, "workers": 1,
+                   "intra_op_threads": args.intra_op_threads, "max_batch_size": 64, "max_queue_delay_ms": 0},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "raw": {}, "cells": [],
+    }
+    import onnxruntime
+
+    report["machine"]["onnxruntime"] = onnxruntime.__version__
+    try:
+        artifacts = {name: artifact(name, CACHE) for name in args.models}
+        rows = {name: MODELS[name].row() for name in args.models}
+        for name in args.models:
+            log(f"raw onnxruntime limit for {name}")
+            report["raw"][name] = raw_limit(artifacts[name], rows[name], args.intra_op_threads, args.raw_seconds)
+        paddock = Paddock(stack, args)
+        log(f"starting Paddock: {args.web_processes} web process(es), 1 worker, its own Redis")
+        paddock.start()
+        for name in args.models:
+            slug = name.lower()
+            log(f"registering {name} through the API")
+            paddock.register(slug, artifacts[name])
+            json_file, binary_file = workdir / f"{slug}.json", workdir / f"{slug}.bin"
+            json_file.write_bytes(json_body(rows[name]))
+            binary, header_length = binary_body(rows[name])
+            binary_file.write_bytes(binary)
+            naive_port = free_port()
+            stack.start("naive", [sys.executable, "-m", "uvicorn", "bench.naive_server:app", "--host", "127.0.0.1",
+                                  "--port", str(naive_port), "--no-access-log", "--log-level", "warning"],
+                        {**os.environ, "BENCH_MODEL": str(artifacts[name]), "BENCH_MODEL_NAME": slug,
+                         "BENCH_INTRA_OP_THREADS": str(args.intra_op_threads)})
+            naive_url = f"http://127.0.0.1:{naive_port}/v2/models/{slug}/infer"
+            naive_body = json_file.read_bytes()
+            wait_for(lambda url=naive_url, body=naive_body: _posts(url, body), "naive server")
+            targets = {
+                "naive": dict(url=naive_url, body_file=json_file),
+                "rest_json": dict(url=f"{paddock.base}/v2/models/{slug}/infer", body_file=json_file,
+                                  token=paddock.token),
+                "rest_binary": dict(url=f"{paddock.base}/v2/models/{slug}/infer", body_file=binary_file,
+                                    token=paddock.token, header_length=header_length),
+                "websocket": dict(url=f"ws://127.0.0.1:{paddock.port}/ws/v2/models/{slug}/infer",
+                                  body_file=json_file, token=paddock.token),
+            }
+            for path, target in targets.items():  # warm up every path once
+                run_load(path, clients=4, seconds=min(1.0, args.seconds), **target)
+            for round_number in range(args.rounds):
+                for clients in args.clients:
+                    for path in PATHS:
+                        roles = ["naive"] if path == "naive" else ["web", "worker", "redis"]
+                        cpu_before = {role: cpu_seconds(stack.pids(role)) for role in roles}
+                        batches_before = paddock.batch_counters(slug) if path != "naive" else (0.0, 0.0)
+                        cell = run_load(path, clients=clients, seconds=args.seconds, **targets[path])
+                        cell.update(model=name, path=path, clients=clients, round=round_number)
+                        for role in roles:
+                            cell[f"cpu_{role}_s"] = round(cpu_seconds(stack.pids(role)) - cpu_before[role], 2)
+                        if path != "naive":
+                            time.sleep(1.1)  # workers publish their batch counters once a second
+                            after = paddock.batch_counters(slug)
+                            batches, executed = after[0] - batches_before[0], after[1] - batches_before[1]
+                            cell["batches"] = batches
+                            cell["mean_batch_rows"] = round(executed / batches, 2) if batches else None
+                        report["cells"].append(cell)
+                        log(f"{name} round {round_number + 1} {path:11} c={clients:<3} {cell['rps']:9.0f} req/s  "
+                            f"p50 {cell['p50_ms']:.2f} ms  p99 {cell['p99_ms']:.2f} ms  errors {cell['errors']}")
+            stack.stop("naive")
+    finally:
+        stack.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report["summary"] = summarize(report)
+    return report
+
+
+def _posts(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status == 200
+
+
+def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model, path and client count: medians over rounds, with the ratio to the
+    raw limit (its best batch) and to the naive server measured in the same round."""
+    rows = []
+    cells = report["cells"]
+    for model in report["config"]["models"]:
+        raw_best = max(report["raw"][model].values())
+        for path in PATHS:
+            for clients in report["config"]["clients"]:
+                mine = [c for c in cells if c["model"] == model and c["path"] == path and c["clients"] == clients]
+                if not mine:
+                    continue
+                naive = {c["round"]: c["rps"] for c in cells
+                         if c["model"] == model and c["path"] == "naive" and c["clients"] == clients}
+                ratios = [c["rps"] / naive[c["round"]] for c in mine if naive.get(c["round"])]
+                row = {
+                    "model": model, "path": path, "clients": clients,
+                    "rps": statistics.median(c["rps"] for c in mine),
+                    "p50_ms": statistics.median(c["p50_ms"] for c in mine),
+                    "p95_ms": statistics.median(c["p95_ms"] for c in mine),
+                    "p99_ms": statistics.median(c["p99_ms"] for c in mine),
+                    "errors": sum(c["errors"] for c in mine),
+                    "ratio_to_raw": statistics.median(c["rps"] for c in mine) / raw_best,
+                    "ratio_to_naive": statistics.median(ratios) if ratios else None,
+                    "ratio_to_naive_range": [min(ratios), max(ratios)] if ratios else None,
+                    "mean_batch_rows": _median_or_none([c.get("mean_batch_rows") for c in mine]),
+                    "cpu_s": {key.removeprefix("cpu_").removesuffix("_s"): statistics.median(c[key] for c in mine)
+                              for key in mine[0] if key.startswith("cpu_")},
+                }
+                rows.append(row)
+    return rows
+
+
+def _median_or_none(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["| model | path | clients | req/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw | ÷ naive (range) "
+             "| batch rows | CPU s (server / loadgen) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["summary"]:
+        naive = "" if row["ratio_to_naive"] is None or row["path"] == "naive" else (
+            f"{row['ratio_to_naive']:.2f} ({row['ratio_to_naive_range'][0]:.2f}–{row['ratio_to_naive_range'][1]:.2f})")
+        server_cpu = sum(v for k, v in row["cpu_s"].items() if k != "loadgen")
+        lines.append(
+            f"| {row['model']} | {row['path']} | {row['clients']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
+            f"{row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {row['ratio_to_raw']:.3f} | {naive} | "
+            f"{'' if row['mean_batch_rows'] is None else row['mean_batch_rows']} | "
+            f"{server_cpu:.1f} / {row['cpu_s'].get('loadgen', 0):.1f} |")
+    raw = ["| model | b=1 | b=4 | b=16 | b=64 |", "|---|---|---|---|---|"]
+    for model, limits in report["raw"].items():
+        raw.append(f"| {model} | " + " | ".join(f"{limits[b]:,.0f}" for b in ("1", "4", "16", "64")) + " |")
+    return "Raw onnxruntime in process, rows/s:\n\n" + "\n".join(raw) + "\n\nServers, one-row requests:\n\n" + \
+        "\n".join(lines)
+
+
+def chart(report: dict[str, Any], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = report["config"]["models"]
+    figure, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
+    for column, model in enumerate(models):
+        for path in PATHS:
+            rows = [r for r in report["summary"] if r["model"] == model and r["path"] == path]
+            clients = [r["clients"] for r in rows]
+            axes[0][column].plot(clients, [r["rps"] for r in rows], marker="o", label=path)
+            axes[1][column].plot(clients, [r["p99_ms"] for r in rows], marker="o", label=path)
+        axes[0][column].axhline(max(report["raw"][model].values()), color="grey", linestyle="--",
+                                label="raw onnxruntime (best batch)")
+        axes[0][column].set_title(f"{model}: throughput")
+        axes[0][column].set_ylabel("req/s")
+        axes[1][column].set_title(f"{model}: p99 latency")
+        axes[1][column].set_ylabel("ms")
+        axes[1][column].set_yscale("log")
+        for axis in (axes[0][column], axes[1][column]):
+            axis.set_xscale("log", base=2)
+            axis.set_xlabel("concurrent clients")
+            axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+    plt.close(figure)
+
+
+def update_doc(report: dict[str, Any], chart_file: Path) -> None:
+    shutil.copyfile(chart_file, ROOT / "docs" / "benchmarks.png")
+    config = report["config"]
+    block = (f"<!-- bench:begin (written by `make bench`) -->\nLatest full run: {report['started_at']}, "
+             f"{report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}, "
+             f"{config['web_processes']} web process(es) + 1 worker, intra-op threads "
+             f"{config['intra_op_threads']}, {config['rounds']} rounds × {config['seconds']} s per cell.\n\n"
+             f"{table(report)}\n\n![throughput and p99 per path](benchmarks.png)\n<!-- bench:end -->")
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+    text = re.sub(r"<!-- bench:begin.*?<!-- bench:end -->", lambda _: block, text, flags=re.S)
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="M1 only, one round, short cells (< 2 minutes)")
+    parser.add_argument("--models", default="M1,M2,M3")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--raw-seconds", type=float, default=2.0)
+    parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument("--web-processes", type=int, default=2)
+    parser.add_argument("--intra-op-threads", type=int, default=2)
+    parser.add_argument("--peers", default="", help="mlserver,pytriton (not built yet)")
+    parser.add_argument("--output", type=Path, default=None, help="results JSON path")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.rounds, args.seconds, args.raw_seconds = "M1", 1, 2.0, 0.5
+    args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]
+    args.clients = [int(c) for c in args.clients.split(",")]
+    if args.peers:
+        log(f"peers {args.peers}: not built yet; measuring without them")
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    report = measure(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = args.output or RESULTS / f"{stamp}.json"
+    output.write_text(json.dumps(report, indent=2))
+    chart_file = output.with_suffix(".png")
+    chart(report, chart_file)
+    print(table(report))
+    print(f"\nresults: {output}\nchart:   {chart_file}")
+    if not args.quick and args.output is None:
+        update_doc(report, chart_file)
+
+
+if __name__ == "__main__":
+    main()
