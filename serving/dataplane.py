@@ -2,9 +2,10 @@
 version's Redis stream, and await the worker's reply. Transport-free (REST and websockets
 share it); one instance per web process.
 
-1. Routes (model → versions, active version, settings) are cached for ROUTE_TTL seconds, so a
-   deployment change reaches every web process within about a second, without a restart.
-2. Enqueue is one pipelined round trip: XLEN (the depth limit) + XADD.
+1. Routes (model → versions, active version, settings) are cached (serving.cache: never older
+   than 2 × ROUTE_TTL), so a deployment change reaches every web process within a second,
+   without a restart.
+2. Enqueue is one round trip: a Lua script checks the depth limit and XADDs.
 3. One reader task per process drains this process's reply list with BLMPOP (up to 256 replies
    per round trip) and resolves the waiting requests: no connection per request, no polling.
 4. A request ends in its reply, or 504 at its deadline, or 503 when no worker holds the version
@@ -27,6 +28,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from serving import metrics
+from serving.cache import RefreshingCache
 from serving.errors import (
     BackendUnavailable,
     DeadlineExceeded,
@@ -51,7 +53,14 @@ from serving.wire import (
 
 logger = logging.getLogger(__name__)
 
-ROUTE_TTL = 1.0
+# XADD unless the stream already holds `limit` entries (queued or running): then {0, depth}.
+ENQUEUE = """
+local depth = redis.call('XLEN', KEYS[1])
+if depth >= tonumber(ARGV[2]) then return {0, depth} end
+return {1, redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])}
+"""
+
+ROUTE_TTL = 0.5
 HOLDERS_TTL = 1.0
 # The web process waits a little past the deadline for the worker's own timeout reply.
 DEADLINE_GRACE_SECONDS = 0.25
@@ -75,21 +84,16 @@ class DataPlane:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.rids = itertools.count(1)
         self.reader: asyncio.Task[None] | None = None
-        self.routes: dict[str, tuple[float, ModelRoute | None]] = {}
+        self.routes: RefreshingCache[str, ModelRoute | None] = RefreshingCache(
+            sync_to_async(load_model_route, thread_sensitive=True), ROUTE_TTL)
+        self.enqueue_script = self.redis.register_script(ENQUEUE)
         self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
-        self._load_route = sync_to_async(load_model_route, thread_sensitive=True)
 
     # -- routing -------------------------------------------------------------------------------
 
     async def route(self, name: str) -> ModelRoute | None:
-        now = time.monotonic()
-        cached = self.routes.get(name)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        route = await self._load_route(name)
-        self.routes[name] = (now + ROUTE_TTL, route)
-        return route
+        return await self.routes.get(name)
 
     @staticmethod
     def pick_version(route: ModelRoute, number: int | None) -> VersionRoute:
@@ -134,20 +138,16 @@ class DataPlane:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
         try:
+            limit = route.settings["max_queue_depth"]
             try:
-                held = await self.holder_count(version)
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.xlen(stream)
-                    pipe.xadd(stream, {"m": payload})
-                    if not held:
-                        # Cold start: ask the workers to load this version.
-                        pipe.zadd(wanted_key(), {str(version.version_id): time.time()})
-                    depth, entry_id, *_ = await pipe.execute()
+                if not await self.holder_count(version):
+                    # Cold start: ask the workers to load this version.
+                    await self.redis.zadd(wanted_key(), {str(version.version_id): time.time()})
+                accepted, entry_id = await self.enqueue_script(keys=[stream], args=[payload, limit])
             except RedisError as exc:
                 raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
-            limit = route.settings["max_queue_depth"]
-            if depth >= limit:
-                await self._forget(stream, entry_id)
+            if not accepted:
+                depth = entry_id
                 raise QueueFull(
                     f"model '{route.name}' version {version.number} has {depth} requests queued, "
                     f"its limit is {limit}; retry later"

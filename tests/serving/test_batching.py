@@ -43,3 +43,31 @@ def test_rendezvous_is_stable_and_moves_little_when_a_worker_joins() -> None:
     after = {v: rendezvous(v, [*workers, "d"], 1)[0] for v in range(200)}
     moved = [v for v in before if before[v] != after[v]]
     assert all(after[v] == "d" for v in moved) and len(moved) < 100
+
+
+def test_the_refreshing_cache_shares_loads_and_never_serves_values_older_than_twice_its_ttl() -> None:
+    import asyncio
+    import time
+
+    from serving.cache import RefreshingCache
+
+    loads: list[str] = []
+
+    async def load(key: str) -> str:
+        loads.append(key)
+        await asyncio.sleep(0.01)
+        return f"{key}-{len(loads)}"
+
+    async def scenario() -> None:
+        cache: RefreshingCache[str, str] = RefreshingCache(load, ttl=0.05)
+        assert await asyncio.gather(*(cache.get("a") for _ in range(20))) == ["a-1"] * 20  # one shared load
+        await asyncio.sleep(0.06)  # stale but within the grace: served while one reload runs
+        assert await cache.get("a") == "a-1"
+        await asyncio.sleep(0.02)
+        assert await cache.get("a") == "a-2"
+        await asyncio.sleep(0.15)  # older than 2 × ttl: the caller waits for the reload
+        started = time.monotonic()
+        assert await cache.get("a") == "a-3" and time.monotonic() - started >= 0.009
+
+    asyncio.run(scenario())
+    assert loads == ["a", "a", "a"]
