@@ -334,7 +334,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 run_load(path, clients=4, seconds=min(1.0, args.seconds), **target)
             for round_number in range(args.rounds):
                 for clients in args.clients:
-                    for path in PATHS:
+                    for path in args.paths:
                         roles = ["naive"] if path == "naive" else ["web", "worker", "redis"]
                         cpu_before = {role: cpu_seconds(stack.pids(role)) for role in roles}
                         batches_before = paddock.batch_counters(slug) if path != "naive" else (0.0, 0.0)
@@ -479,6 +479,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,16,64")
     parser.add_argument("--web-processes", type=int, default=2)
     parser.add_argument("--intra-op-threads", type=int, default=2)
+    parser.add_argument("--paths", default=",".join(PATHS), help="a subset of " + ",".join(PATHS))
     parser.add_argument("--peers", default="", help="mlserver,pytriton (not built yet)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
     args = parser.parse_args()
@@ -486,6 +487,7 @@ def main() -> None:
         args.models, args.rounds, args.seconds, args.raw_seconds = "M1", 1, 2.0, 0.5
     args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.paths = [p for p in PATHS if p in args.paths.split(",")]
     if args.peers:
         log(f"peers {args.peers}: not built yet; measuring without them")
     if shutil.which("wrk") is None:

@@ -5,7 +5,8 @@ share it); one instance per web process.
 1. Routes (model → versions, active version, settings) are cached (serving.cache: never older
    than 2 × ROUTE_TTL), so a deployment change reaches every web process within a second,
    without a restart.
-2. Enqueue is one round trip: a Lua script checks the depth limit and XADDs.
+2. Enqueue: a Lua script checks the depth limit and XADDs; the requests that arrive in one
+   event-loop tick share one pipelined round trip.
 3. One reader task per process drains this process's reply list with BLMPOP (up to 256 replies
    per round trip) and resolves the waiting requests: no connection per request, no polling.
 4. A request ends in its reply, or 504 at its deadline, or 503 when no worker holds the version
@@ -25,7 +26,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from serving import metrics
 from serving.cache import RefreshingCache
@@ -86,7 +87,9 @@ class DataPlane:
         self.reader: asyncio.Task[None] | None = None
         self.routes: RefreshingCache[str, ModelRoute | None] = RefreshingCache(
             sync_to_async(load_model_route, thread_sensitive=True), ROUTE_TTL)
-        self.enqueue_script = self.redis.register_script(ENQUEUE)
+        self.enqueue_sha = ""
+        self.outbox: list[tuple[str, bytes, int, asyncio.Future[list[Any]]]] = []
+        self.flush_scheduled = False
         self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
 
@@ -143,7 +146,7 @@ class DataPlane:
                 if not await self.holder_count(version):
                     # Cold start: ask the workers to load this version.
                     await self.redis.zadd(wanted_key(), {str(version.version_id): time.time()})
-                accepted, entry_id = await self.enqueue_script(keys=[stream], args=[payload, limit])
+                accepted, entry_id = await self._enqueue(stream, payload, limit)
             except RedisError as exc:
                 raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
             if not accepted:
@@ -176,6 +179,45 @@ class DataPlane:
             raise kind(error)
         outputs = dict(unpack_tensor(packed) for packed in reply["o"])
         return Answer(outputs, reply["q"], reply["c"], reply["b"])
+
+    async def _enqueue(self, stream: str, payload: bytes, limit: int) -> list[Any]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.outbox.append((stream, payload, limit, future))
+        if not self.flush_scheduled:
+            # After this tick's other ready callbacks have queued their requests too.
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        self.flush_scheduled = False
+        batch, self.outbox = self.outbox, []
+        asyncio.get_running_loop().create_task(self._flush(batch))
+
+    async def _flush(self, batch: list[tuple[str, bytes, int, "asyncio.Future[list[Any]]"]]) -> None:
+        try:
+            if not self.enqueue_sha:
+                self.enqueue_sha = await self.redis.script_load(ENQUEUE)
+            results = await self._evalsha_all(batch)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # Redis restarted and forgot the script: load it again, once.
+                self.enqueue_sha = await self.redis.script_load(ENQUEUE)
+                results = await self._evalsha_all(batch)
+        except RedisError as exc:
+            results = [exc] * len(batch)
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(RedisError(str(result)))
+            else:
+                future.set_result(result)
+
+    async def _evalsha_all(self, batch: list[tuple[str, bytes, int, Any]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, payload, limit, _ in batch:
+                pipe.evalsha(self.enqueue_sha, 1, stream, payload, limit)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _forget(self, stream: str, entry_id: Any) -> None:
         try:

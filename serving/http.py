@@ -125,8 +125,8 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
     started = time.perf_counter()
     dataplane = get_dataplane()
     version = dataplane.pick_version(route, number)
-    labels = (route.name, str(version.number))
-    metrics.IN_FLIGHT.labels(route.name).inc()
+    series = metrics.series(route.name, str(version.number))
+    series.in_flight.inc()
     code = 200
     try:
         body = await read_body(scope, receive)
@@ -144,16 +144,16 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
         else:
             extra.append((b"inference-header-content-length", str(header_length).encode()))
             await respond(send, 200, payload, b"application/octet-stream", extra)
-        metrics.DURATION.labels(*labels, "queue").observe(answer.queue_ms / 1000)
-        metrics.DURATION.labels(*labels, "compute").observe(answer.compute_ms / 1000)
-        metrics.BATCH_SIZE.labels(*labels).observe(answer.batch)
+        series.queue.observe(answer.queue_ms / 1000)
+        series.compute.observe(answer.compute_ms / 1000)
+        series.batch.observe(answer.batch)
     except PaddockError as error:
         code = error.http_status
         await respond_error(send, error)
     finally:
-        metrics.IN_FLIGHT.labels(route.name).dec()
-        metrics.REQUESTS.labels(*labels, str(code)).inc()
-        metrics.DURATION.labels(*labels, "total").observe(time.perf_counter() - started)
+        series.in_flight.dec()
+        series.requests(code).inc()
+        series.total.observe(time.perf_counter() - started)
 
 
 async def metrics_page(scope: dict[str, Any], send: Send) -> None:

@@ -30,6 +30,36 @@ IN_FLIGHT = Gauge("paddock_inference_in_flight_requests", "Requests waiting for 
 HEARTBEAT_FRESH_SECONDS = 5.0
 
 
+class Series:
+    """The labelled children of one model version, looked up once: `labels()` per request
+    costs a lock and several dict lookups on the hot path."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.model, self.version = model, version
+        self.queue = DURATION.labels(model, version, "queue")
+        self.compute = DURATION.labels(model, version, "compute")
+        self.total = DURATION.labels(model, version, "total")
+        self.batch = BATCH_SIZE.labels(model, version)
+        self.in_flight = IN_FLIGHT.labels(model)
+        self._codes: dict[int, Any] = {}
+
+    def requests(self, code: int) -> Any:
+        counter = self._codes.get(code)
+        if counter is None:
+            counter = self._codes[code] = REQUESTS.labels(self.model, self.version, str(code))
+        return counter
+
+
+_series: dict[tuple[str, str], Series] = {}
+
+
+def series(model: str, version: str) -> Series:
+    found = _series.get((model, version))
+    if found is None:
+        found = _series[(model, version)] = Series(model, version)
+    return found
+
+
 def live_workers(client: "redis.Redis[bytes]") -> dict[str, dict[str, Any]]:
     """Workers whose heartbeat is fresh: name → {versions, rss, batches, ...}."""
     now = time.time()
