@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 # Development defaults: SQLite under var/, a local Redis (started when none answers), DEBUG on.
@@ -19,11 +19,12 @@ run: $(STAMP)
 
 # Real PostgreSQL and Redis (see tests/settings.py for the defaults and how to point elsewhere).
 test: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make test needs wrk for the benchmark harness's smoke test: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench,test]'
+	$(BIN)/python -m pip install --quiet -e '.[bench,bench-m3,test]'
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	touch $(BENCH_STAMP)
 

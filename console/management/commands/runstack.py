@@ -35,8 +35,8 @@ class Command(BaseCommand):
             call_command("register_demo_model")
             python = sys.executable
             commands = {
-                "web": [python, "-m", "uvicorn", "console.asgi:application", "--host", str(options["host"]),
-                        "--port", str(options["port"]), "--no-access-log"],
+                "web": [python, "-m", "serving.server", "--host", str(options["host"]),
+                        "--port", str(options["port"])],
                 "worker": [python, "-m", "celery", "-A", "console", "worker", "-l", "INFO",
                            "-P", "solo", "-n", "paddock-worker@%h"],
                 "beat": [python, "-m", "celery", "-A", "console", "beat", "-l", "INFO",

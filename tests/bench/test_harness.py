@@ -1,0 +1,33 @@
+"""The benchmark harness itself, run for real in quick mode on M1 (real uvicorn, Redis, worker,
+naive server and wrk). It asserts the shape of what it writes, never a speed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+EXPECTED_PATHS = {"naive", "rest_json", "rest_binary", "websocket"}
+
+
+def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert set(report["raw"]["M1"]) == {"1", "4", "16", "64"}
+    assert all(rate > 0 for rate in report["raw"]["M1"].values())
+    rows = report["summary"]
+    assert {(r["path"], r["clients"]) for r in rows} == {(p, c) for p in EXPECTED_PATHS for c in (1, 16, 64)}
+    for row in rows:
+        assert row["rps"] > 0 and row["p50_ms"] <= row["p99_ms"]
+        assert row["errors"] == 0, row
+        assert row["ratio_to_raw"] > 0
+        if row["path"] != "naive":
+            assert row["ratio_to_naive"] > 0 and len(row["ratio_to_naive_range"]) == 2
+            assert row["mean_batch_rows"] >= 1
+            assert {"web", "worker", "redis", "loadgen"} <= set(row["cpu_s"])
+    assert output.with_suffix(".png").stat().st_size > 10_000
+    assert "| M1 | rest_binary | 64 |" in run.stdout
