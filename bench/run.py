@@ -456,7 +456,8 @@ def chart(report: dict[str, Any], target: Path) -> None:
         axes[0][column].axhline(max(report["raw"][model].values()), color="grey", linestyle="--",
                                 label="raw onnxruntime (best batch)")
         axes[0][column].set_title(f"{model}: throughput")
-        axes[0][column].set_ylabel("req/s")
+        axes[0][column].set_ylabel("req/s (log)")
+        axes[0][column].set_yscale("log")  # M1's raw limit is ~100× what any server reaches
         axes[1][column].set_title(f"{model}: p99 latency")
         axes[1][column].set_ylabel("ms")
         axes[1][column].set_yscale("log")
@@ -472,12 +473,14 @@ def chart(report: dict[str, Any], target: Path) -> None:
 
 def update_doc(report: dict[str, Any], chart_file: Path) -> None:
     shutil.copyfile(chart_file, ROOT / "docs" / "benchmarks.png")
+    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(report, indent=1))
     config = report["config"]
     block = (f"<!-- bench:begin (written by `make bench`) -->\nLatest full run: {report['started_at']}, "
              f"{report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}, "
              f"{config['web_processes']} web process(es) + 1 worker, intra-op threads "
              f"{config['intra_op_threads']}, {config['rounds']} rounds × {config['seconds']} s per cell.\n\n"
-             f"{table(report)}\n\n![throughput and p99 per path](benchmarks.png)\n<!-- bench:end -->")
+             f"{table(report)}\n\n![throughput and p99 per path](benchmarks.png)\n\nEvery cell of that run: "
+             f"[benchmarks.json](benchmarks.json).\n<!-- bench:end -->")
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
     text = re.sub(r"<!-- bench:begin.*?<!-- bench:end -->", lambda _: block, text, flags=re.S)
     DOC.write_text(text)
@@ -496,7 +499,15 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS), help="a subset of " + ",".join(PATHS))
     parser.add_argument("--peers", default="", help="mlserver,pytriton (not built yet)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
+    parser.add_argument("--replot", type=Path, default=None, help="redraw the chart (and docs) of a results JSON")
     args = parser.parse_args()
+    if args.replot:
+        report = json.loads(args.replot.read_text())
+        chart(report, args.replot.with_suffix(".png"))
+        if not report["config"]["quick"]:
+            update_doc(report, args.replot.with_suffix(".png"))
+        print(table(report))
+        return
     if args.quick:
         args.models, args.rounds, args.seconds, args.raw_seconds = "M1", 1, 2.0, 0.5
     args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]

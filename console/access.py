@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from registry.models import RegisteredModel
 
 
+def request_token(request: Any) -> ApiToken | None:
+    """The API token a DRF request was authenticated with, if any (None for sessions)."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
 def visible_models(user: Any, token: ApiToken | None = None) -> "QuerySet[RegisteredModel]":
     from registry.models import RegisteredModel
 

@@ -41,7 +41,6 @@ from serving.errors import (
 from serving.protocol import InferRequest
 from serving.routes import ModelRoute, VersionRoute, load_model_route
 from serving.wire import (
-    REPLY_TTL_SECONDS,
     now_ms,
     pack_request,
     pack_tensor,
@@ -272,5 +271,3 @@ def get_dataplane() -> DataPlane:
         _dataplane = DataPlane(settings.REDIS_URL)
     return _dataplane
 
-
-__all__ = ["Answer", "DataPlane", "REPLY_TTL_SECONDS", "get_dataplane"]

@@ -12,9 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.access import get_visible_model, require_engineer, visible_models
+from console.access import get_visible_model, request_token, require_engineer, visible_models
 from console.audit import Actor
-from console.errors import InvalidInput, NotFound, PayloadTooLarge
+from console.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from console.models import Membership, Team
 from registry import services
 from registry.api.serializers import (
@@ -30,13 +30,7 @@ from registry.models import Alias, ModelVersion, RegisteredModel
 
 
 def _model(request: Request, name: str) -> RegisteredModel:
-    return get_visible_model(request.user, name, _token(request))
-
-
-def _token(request: Request) -> Any:
-    from console.models import ApiToken
-
-    return request.auth if isinstance(request.auth, ApiToken) else None
+    return get_visible_model(request.user, name, request_token(request))
 
 
 def search_models(models: QuerySet[RegisteredModel], query: str, tag: str) -> QuerySet[RegisteredModel]:
@@ -55,7 +49,7 @@ class ModelListView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[RegisteredModel]:
         params = self.request.query_params
-        models = visible_models(self.request.user, _token(self.request))
+        models = visible_models(self.request.user, request_token(self.request))
         return search_models(models, params.get("q", "").strip(), params.get("tag", "").strip())
 
     @extend_schema(request=ModelCreateSerializer, responses={201: ModelSerializer})
@@ -77,8 +71,6 @@ def team_for_new_model(user: Any, team_name: str) -> Team:
     ):
         raise NotFound(f"team '{team_name}' not found")
     if not user.is_superuser and not Membership.objects.filter(user=user, team=team, role="engineer").exists():
-        from console.errors import Forbidden
-
         raise Forbidden(f"the engineer role in team '{team.name}' is required to add models to it")
     return team
 

@@ -2,16 +2,14 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.access import get_visible_model, require_engineer
+from console.access import get_visible_model, request_token, require_engineer
 from console.audit import Actor
 from console.errors import ServiceUnavailable
-from registry.api.views import _token
 from serving import services
 from serving.api.serializers import DeploymentSerializer, DeploymentUpdateSerializer, WorkerSerializer
 from serving.metrics import live_workers
@@ -24,7 +22,7 @@ class DeploymentView(APIView):
     version)."""
 
     def _deployment(self, request: Request, name: str) -> tuple[Deployment, bool]:
-        model = get_visible_model(request.user, name, _token(request))
+        model = get_visible_model(request.user, name, request_token(request))
         deployment = Deployment.objects.filter(model=model).select_related("model", "active_version").first()
         return (deployment, True) if deployment else (Deployment(model=model), False)
 
@@ -39,9 +37,8 @@ class DeploymentView(APIView):
         require_engineer(request.user, deployment.model)
         changes = DeploymentUpdateSerializer(data=request.data)
         changes.is_valid(raise_exception=True)
-        with transaction.atomic():
-            updated = services.configure_deployment(actor=Actor.from_request(request), model=deployment.model,
-                                                    changes=changes.validated_data)
+        updated = services.configure_deployment(actor=Actor.from_request(request), model=deployment.model,
+                                                changes=changes.validated_data)
         return Response(DeploymentSerializer(updated).data)
 
     put = patch
