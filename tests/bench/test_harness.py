@@ -22,7 +22,8 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
     rows = report["summary"]
     assert {(r["path"], r["clients"]) for r in rows} == {(p, c) for p in EXPECTED_PATHS for c in (1, 16, 64)}
     for row in rows:
-        assert row["rps"] > 0 and row["p50_ms"] <= row["p99_ms"]
+        assert row["rps"]  # the cell ran and answered
+        assert row["p50_ms"] <= row["p99_ms"]  # percentiles are ordered
         assert row["errors"] == 0, row
         assert row["ratio_to_raw"] > 0
         if row["path"] != "naive":

