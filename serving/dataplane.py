@@ -45,7 +45,6 @@ from serving.wire import (
     pack_request,
     pack_tensor,
     reply_key,
-    stream_key,
     unpack_tensor,
     wanted_key,
     workers_key,
@@ -124,7 +123,7 @@ class DataPlane:
                     for held in beat.get("held", []):
                         counts[held["stream"]] = counts.get(held["stream"], 0) + 1
             self.holders = counts
-        return self.holders.get(stream_key(version.version_id, version.sha256), 0)
+        return self.holders.get(version.stream, 0)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -136,7 +135,7 @@ class DataPlane:
         rid = next(self.rids)
         payload = pack_request(rid=rid, reply_to=self.reply_to, deadline_ms=deadline_ms,
                                priority=request.priority, rows=rows, tensors=tensors)
-        stream = stream_key(version.version_id, version.sha256)
+        stream = version.stream
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
         try:

@@ -10,6 +10,7 @@ from registry.choices import VersionStatus
 from registry.models import Alias, ModelVersion, RegisteredModel
 from serving.models import DEFAULTS, Deployment
 from serving.signature import is_batchable
+from serving.wire import stream_key
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
 
@@ -24,6 +25,7 @@ class VersionRoute:
     outputs: list[dict[str, Any]]
     batchable: bool
     sha256: str
+    stream: str  # its Redis request stream (serving.wire.stream_key), computed once
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,7 @@ def _route(model: RegisteredModel) -> ModelRoute:
     deployment = getattr(model, "deployment", None)
     versions = {
         v.number: VersionRoute(v.pk, v.number, v.status, v.format, v.inputs, v.outputs,
-                               is_batchable(v.inputs, v.outputs), v.sha256)
+                               is_batchable(v.inputs, v.outputs), v.sha256, stream_key(v.pk, v.sha256))
         for v in model.versions.all()
     }
     return ModelRoute(model.pk, model.name, model.team_id, versions, _active(model, deployment, versions),
