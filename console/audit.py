@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -124,8 +124,3 @@ def first_broken_link() -> tuple[int, str] | None:
         expected_prev = event.hash
     return None
 
-
-@transaction.atomic
-def audited(*, actor: Actor, action: str, obj: Any, before: Any = None, after: Any = None) -> AuditEvent:
-    """For callers that changed one row outside a service (admin forms): record in a transaction."""
-    return record_event(actor=actor, action=action, obj=obj, before=before, after=after)

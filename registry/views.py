@@ -4,7 +4,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -27,8 +27,6 @@ def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
     try:
         return get_visible_model(request.user, name)
     except NotFound as exc:
-        from django.http import Http404
-
         raise Http404(exc.message) from None
 
 
@@ -122,8 +120,6 @@ def version_status(request: HttpRequest, name: str, number: int) -> HttpResponse
     model = _model_or_404(request, name)
     version = ModelVersion.objects.filter(model=model, number=number).first()
     if version is None:
-        from django.http import Http404
-
         raise Http404(f"model '{name}' has no version {number}")
     done = version.status in (VersionStatus.READY, VersionStatus.FAILED)
     template = "_version_progress.html" if request.GET.get("detail") else "_version_status.html"

@@ -21,14 +21,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import numpy as np
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from redis.exceptions import NoScriptError, RedisError
 
-from serving import metrics
 from serving.cache import RefreshingCache
 from serving.errors import (
     BackendUnavailable,
@@ -41,10 +39,12 @@ from serving.errors import (
 from serving.protocol import InferRequest
 from serving.routes import ModelRoute, VersionRoute, load_model_route
 from serving.wire import (
+    fresh_heartbeats,
     now_ms,
     pack_request,
     pack_tensor,
     reply_key,
+    unpack_reply,
     unpack_tensor,
     wanted_key,
     workers_key,
@@ -115,13 +115,10 @@ class DataPlane:
         now = time.monotonic()
         if now >= self.holders_expire:
             self.holders_expire = now + HOLDERS_TTL
-            counts: dict[int, int] = {}
-            wall = time.time()
-            for payload in (await self.redis.hgetall(workers_key())).values():
-                beat = msgpack.unpackb(payload)
-                if wall - beat["ts"] <= metrics.HEARTBEAT_FRESH_SECONDS:
-                    for held in beat.get("held", []):
-                        counts[held["stream"]] = counts.get(held["stream"], 0) + 1
+            counts: dict[str, int] = {}
+            for beat in fresh_heartbeats(await self.redis.hgetall(workers_key())).values():
+                for held in beat.get("held", []):
+                    counts[held["stream"]] = counts.get(held["stream"], 0) + 1
             self.holders = counts
         return self.holders.get(version.stream, 0)
 
@@ -244,7 +241,7 @@ class DataPlane:
             if popped is None:
                 continue
             for payload in popped[1]:
-                reply = msgpack.unpackb(payload)
+                reply = unpack_reply(payload)
                 future = self.pending.get(reply["r"])
                 if future is not None and not future.done():
                     future.set_result(reply)

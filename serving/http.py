@@ -16,7 +16,7 @@ from console.errors import PaddockError
 from serving import metrics
 from serving.auth import TokenCache, authorize
 from serving.dataplane import get_dataplane
-from serving.errors import RETRY_AFTER, ModelNotFound, PayloadTooLarge
+from serving.errors import RETRY_AFTER, Forbidden, ModelNotFound, PayloadTooLarge
 from serving.protocol import decode_request, encode_response, error_body
 from serving.routes import PLATFORMS
 from serving.signature import check_request
@@ -161,8 +161,6 @@ async def metrics_page(scope: dict[str, Any], send: Send) -> None:
     if not settings.PADDOCK_METRICS_PUBLIC:
         principal = await tokens.authenticate(header(scope, b"authorization"))
         if not principal.has_scope("read"):
-            from serving.errors import Forbidden
-
             raise Forbidden("token lacks the 'read' scope")
     if not _collector_registered:
         metrics.REGISTRY.register(metrics.WorkerCollector(settings.REDIS_URL))

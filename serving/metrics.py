@@ -2,17 +2,15 @@
 /metrics (names follow Prometheus conventions; Triton's nv_inference_* set is the model).
 Worker-side figures (batches executed, versions held, memory) come from the workers' heartbeats."""
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import msgpack
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from serving.wire import workers_key
+from serving.wire import fresh_heartbeats, workers_key
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
@@ -26,9 +24,6 @@ BATCH_SIZE = Histogram("paddock_inference_batch_size_rows", "Rows in the batch e
                        ["model", "version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
 IN_FLIGHT = Gauge("paddock_inference_in_flight_requests", "Requests waiting for their reply in this process",
                   ["model"], registry=REGISTRY)
-
-HEARTBEAT_FRESH_SECONDS = 5.0
-
 
 class Series:
     """The labelled children of one model version, looked up once: `labels()` per request
@@ -61,14 +56,8 @@ def series(model: str, version: str) -> Series:
 
 
 def live_workers(client: "redis.Redis[bytes]") -> dict[str, dict[str, Any]]:
-    """Workers whose heartbeat is fresh: name → {versions, rss, batches, ...}."""
-    now = time.time()
-    workers = {}
-    for name, payload in client.hgetall(workers_key()).items():
-        beat = msgpack.unpackb(payload)
-        if now - beat["ts"] <= HEARTBEAT_FRESH_SECONDS:
-            workers[name.decode()] = beat
-    return workers
+    """Workers whose heartbeat is fresh: name → {held versions, rss, host, pid, ts}."""
+    return fresh_heartbeats(client.hgetall(workers_key()))
 
 
 class WorkerCollector(Collector):

@@ -53,13 +53,18 @@ def decode_request(body: bytes, json_length: int | None = None) -> InferRequest:
         header, binary = body[:json_length], memoryview(body)[json_length:]
     else:
         header, binary = body, memoryview(b"")
+    return request_from_json(parse_document(header, "request body"), binary)
+
+
+def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
+    """A JSON object, or a 400 naming `what` was wrong with it."""
     try:
-        document = orjson.loads(header)
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise InvalidInput("request body must be a JSON object with 'inputs'")
-    return request_from_json(document, binary)
+        raise InvalidInput(f"{what} must be a JSON object with 'inputs'")
+    return document
 
 
 def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b"") -> InferRequest:

@@ -14,9 +14,9 @@ import orjson
 from console.errors import PaddockError
 from serving.auth import authorize
 from serving.dataplane import get_dataplane
-from serving.errors import InvalidInput, ModelNotFound
+from serving.errors import ModelNotFound
 from serving.http import header, tokens
-from serving.protocol import encode_response, request_from_json
+from serving.protocol import encode_response, parse_document, request_from_json
 from serving.signature import check_request
 
 _PATH = re.compile(r"^/ws/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?/infer$")
@@ -82,12 +82,7 @@ class Stream:
     async def answer(self, raw: str) -> None:
         request_id = None
         try:
-            try:
-                document = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInput(f"message is not valid JSON: {exc}") from None
-            if not isinstance(document, dict):
-                raise InvalidInput("message must be a JSON object with 'inputs'")
+            document = parse_document(raw, "message")
             request_id = document.get("id") if isinstance(document.get("id"), str) else None
             dataplane = get_dataplane()
             route = authorize(self.principal, await dataplane.route(self.name), self.name, "predict")

@@ -18,6 +18,8 @@ from registry.datatypes import V2_TO_NUMPY
 
 GROUP = "workers"
 REPLY_TTL_SECONDS = 300
+# A worker whose last heartbeat is older than this is taken for dead.
+HEARTBEAT_FRESH_SECONDS = 5.0
 
 
 def stream_key(version_id: int, sha256: str) -> str:
@@ -91,3 +93,14 @@ def pack_reply(*, rid: int, outputs: list[list[Any]] | None = None, error: str =
 
 def unpack_reply(payload: bytes) -> dict[str, Any]:
     return msgpack.unpackb(payload)
+
+
+def pack_heartbeat(beat: dict[str, Any]) -> bytes:
+    return msgpack.packb({**beat, "ts": time.time()})
+
+
+def fresh_heartbeats(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """The workers hash (HGETALL) decoded, keeping only workers whose heartbeat is fresh."""
+    now = time.time()
+    beats = {name.decode(): msgpack.unpackb(payload) for name, payload in raw.items()}
+    return {name: beat for name, beat in beats.items() if now - beat["ts"] <= HEARTBEAT_FRESH_SECONDS}

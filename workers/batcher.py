@@ -20,7 +20,6 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import msgpack
 import numpy as np
 import redis
 from django.conf import settings
@@ -32,7 +31,9 @@ from serving.wire import (
     GROUP,
     REPLY_TTL_SECONDS,
     Job,
+    fresh_heartbeats,
     now_ms,
+    pack_heartbeat,
     pack_reply,
     pack_tensor,
     unpack_request,
@@ -45,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 PLAN_INTERVAL = 1.0
 WANTED_TTL_SECONDS = 600
-HEARTBEAT_FRESH_SECONDS = 5.0
 READ_BLOCK_MS = 100
 
 
@@ -241,12 +241,7 @@ class Batcher:
         self.heartbeat()
 
     def live_workers(self) -> list[str]:
-        now = time.time()
-        names = {self.consumer}
-        for name, payload in self.redis.hgetall(workers_key()).items():
-            if now - msgpack.unpackb(payload)["ts"] <= HEARTBEAT_FRESH_SECONDS:
-                names.add(name.decode())
-        return sorted(names)
+        return sorted({self.consumer, *fresh_heartbeats(self.redis.hgetall(workers_key()))})
 
     def ensure_groups(self, held: list[Held]) -> None:
         for version in held:
@@ -259,13 +254,12 @@ class Batcher:
 
     def heartbeat(self) -> None:
         beat = {
-            "ts": time.time(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "rss": resident_bytes(),
             "held": [h.describe() for h in self.cache.held.values()],
         }
-        self.redis.hset(workers_key(), self.consumer, msgpack.packb(beat))
+        self.redis.hset(workers_key(), self.consumer, pack_heartbeat(beat))
 
 
 def resident_bytes() -> int:
