@@ -1,5 +1,6 @@
 """ASGI entry point. The data plane (/v2/..., /metrics, and /ws/v2/... streams) is a lean
-handler dispatched here, before Django's request cycle; everything else is ordinary Django."""
+handler dispatched here, before Django's request cycle; the console's live figures
+(/ws/live/...) are a Channels consumer; everything else is ordinary Django."""
 
 import os
 
@@ -9,7 +10,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 django_application = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
 from serving import http  # noqa: E402 - needs Django set up first
+from serving.consumers import LiveFigures  # noqa: E402
+
+# The console's own websockets: session auth, like its pages.
+console_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+    path("ws/live/models/<str:name>/", LiveFigures.as_asgi()),
+])))
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
@@ -21,6 +33,8 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
         from serving import streams
 
         return await streams.handle(scope, receive, send)
+    elif scope["type"] == "websocket" and scope["path"].startswith("/ws/live/"):
+        return await console_websockets(scope, receive, send)
     elif scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     return await django_application(scope, receive, send)

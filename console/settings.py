@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from console.env import env_bool, env_int, env_list, env_secret, env_str
+from console.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PADDOCK_VAR_DIR", str(BASE_DIR / "var")))
@@ -145,10 +145,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Rollout gates are checked this often (beat), and the live figures rolled up into Postgres.
+PADDOCK_ROLLOUT_TICK_SECONDS = env_float("PADDOCK_ROLLOUT_TICK_SECONDS", 2.0, minimum=0.2)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-validations": {
         "task": "registry.tasks.requeue_stale_validations",
         "schedule": 60.0,
+    },
+    "evaluate-rollouts": {
+        "task": "serving.tasks.evaluate_rollouts",
+        "schedule": PADDOCK_ROLLOUT_TICK_SECONDS,
+        "options": {"expires": PADDOCK_ROLLOUT_TICK_SECONDS * 2},
     },
 }
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="registry:model_list"), name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("serving.urls")),
     path("models/", include("registry.urls")),
     path("", include(console_patterns)),
     path("api/", include("console.api.urls")),

@@ -78,6 +78,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_change": can_change_team(request.user, model.team_id),
         "alias_form": AliasForm(),
     }
+    from serving.views import panel_context, rollout_form_context
+
+    context.update(panel_context(request, model), **rollout_form_context(model))
     return render(request, "registry/model_detail.html", context)
 
 

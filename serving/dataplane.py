@@ -11,7 +11,10 @@ share it); one instance per web process.
    per round trip) and resolves the waiting requests: no connection per request, no polling.
 4. A request ends in its reply, or 504 at its deadline, or 503 when no worker holds the version
    (cold start: the first request asks the workers to load it and waits within its deadline),
-   or 503 when Redis is unreachable. Never silence."""
+   or 503 when Redis is unreachable. Never silence.
+5. Live figures per version (serving.livestats) are counted in memory and added to Redis once a
+   second; a shadow request is enqueued only after its caller has been answered, and its
+   comparison with the live answer is counted there, never returned."""
 
 import asyncio
 import itertools
@@ -27,6 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from redis.exceptions import NoScriptError, RedisError
 
+from serving import metrics, traffic
 from serving.cache import RefreshingCache
 from serving.errors import (
     BackendUnavailable,
@@ -36,6 +40,7 @@ from serving.errors import (
     ModelNotReady,
     QueueFull,
 )
+from serving.livestats import LiveStats
 from serving.protocol import InferRequest
 from serving.routes import ModelRoute, VersionRoute, load_model_route
 from serving.wire import (
@@ -90,11 +95,20 @@ class DataPlane:
         self.flush_scheduled = False
         self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
+        self.stats = LiveStats()
+        self.shadows: set[asyncio.Task[None]] = set()
 
     # -- routing -------------------------------------------------------------------------------
 
     async def route(self, name: str) -> ModelRoute | None:
         return await self.routes.get(name)
+
+    def choose_version(self, route: ModelRoute, number: int | None, request: InferRequest,
+                       headers: list[tuple[bytes, bytes]]) -> VersionRoute:
+        """The version named in the path, else the deployment's split (by A/B key or weight)."""
+        if number is None:
+            number = traffic.choose(route, traffic.sticky_value(route, headers, request.parameters))
+        return self.pick_version(route, number)
 
     @staticmethod
     def pick_version(route: ModelRoute, number: int | None) -> VersionRoute:
@@ -167,6 +181,33 @@ class DataPlane:
             self.pending.pop(rid, None)
         return self._answer(route, version, reply)
 
+    # -- shadow ----------------------------------------------------------------------------------
+
+    def mirror(self, route: ModelRoute, request: InferRequest, rows: int, live: Answer) -> None:
+        """Call after the caller has its answer: run the same request on the shadow version and
+        count how its output compares. Nothing of it reaches the caller."""
+        if not traffic.mirrored(route):
+            return
+        version = route.versions.get(route.shadow[0]) if route.shadow else None
+        if version is None or version.status != "ready":
+            return
+        task = asyncio.get_running_loop().create_task(self._shadow(route, version, request, rows, live))
+        self.shadows.add(task)
+        task.add_done_callback(self.shadows.discard)
+
+    async def _shadow(self, route: ModelRoute, version: VersionRoute, request: InferRequest, rows: int,
+                      live: Answer) -> None:
+        started = time.perf_counter()
+        comparison, ok = None, False
+        try:
+            answer = await self.infer(route, version, request, rows)
+            comparison, ok = traffic.compare(live.outputs, answer.outputs), True
+        except Exception as exc:  # noqa: BLE001 - a shadow failure is a figure, not the caller's error
+            logger.debug("shadow request to %s v%s failed: %s", route.name, version.number, exc)
+        total_ms = (time.perf_counter() - started) * 1000
+        self.stats.shadow(version.version_id, ok=ok, total_ms=total_ms, comparison=comparison)
+        metrics.shadow(route.name, str(version.number), ok, comparison)
+
     def _answer(self, route: ModelRoute, version: VersionRoute, reply: dict[str, Any]) -> Answer:
         status, error = reply["s"], reply["e"]
         if error:
@@ -225,6 +266,7 @@ class DataPlane:
     def _ensure_reader(self) -> None:
         if self.reader is None or self.reader.done():
             self.reader = asyncio.get_running_loop().create_task(self._read_replies())
+            self.stats.ensure_flusher(self.redis)
 
     async def _read_replies(self) -> None:
         while True:

@@ -41,8 +41,10 @@ async def respond(send: Send, status: int, body: bytes, content_type: bytes = JS
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_error(send: Send, error: PaddockError) -> None:
-    extra = [(b"retry-after", RETRY_AFTER[type(error)].encode())] if type(error) in RETRY_AFTER else None
+async def respond_error(send: Send, error: PaddockError, version: Any = None) -> None:
+    extra = [(b"retry-after", RETRY_AFTER[type(error)].encode())] if type(error) in RETRY_AFTER else []
+    if version is not None:  # the version chosen for the request, which is the one that failed
+        extra.append((b"x-paddock-version", str(version.number).encode()))
     await respond(send, error.http_status, error_body(error.message), extra=extra)
 
 
@@ -124,15 +126,15 @@ def model_metadata(route: Any, number: int | None) -> bytes:
 async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any, number: int | None) -> None:
     started = time.perf_counter()
     dataplane = get_dataplane()
-    version = dataplane.pick_version(route, number)
-    series = metrics.series(route.name, str(version.number))
-    series.in_flight.inc()
-    code = 200
+    in_flight = metrics.in_flight(route.name)
+    in_flight.inc()
+    code, version, answer = 200, None, None
     try:
         body = await read_body(scope, receive)
         length = header(scope, b"inference-header-content-length")
         json_length = int(length) if length is not None and length.isdigit() else None
         request = decode_request(body, json_length)
+        version = dataplane.choose_version(route, number, request, scope["headers"])
         rows = check_request(request, version.inputs, version.outputs,
                              max_batch_size=route.settings["max_batch_size"])
         answer = await dataplane.infer(route, version, request, rows)
@@ -144,16 +146,33 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
         else:
             extra.append((b"inference-header-content-length", str(header_length).encode()))
             await respond(send, 200, payload, b"application/octet-stream", extra)
+        dataplane.mirror(route, request, rows, answer)  # only now that the caller has its answer
+    except PaddockError as error:
+        code = error.http_status
+        await respond_error(send, error, version)
+    finally:
+        in_flight.dec()
+        record(dataplane, route, version, code, time.perf_counter() - started, answer)
+
+
+def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, answer: Any) -> None:
+    """Count one answered request: Prometheus (this process) and the shared live figures. A
+    request refused before a version was chosen counts against the one traffic would go to."""
+    if version is None:
+        version = route.versions.get(route.active) if route.active is not None else None
+    series = metrics.series(route.name, str(version.number) if version else "none")
+    series.requests(code).inc()
+    series.total.observe(seconds)
+    if answer is not None:
         series.queue.observe(answer.queue_ms / 1000)
         series.compute.observe(answer.compute_ms / 1000)
         series.batch.observe(answer.batch)
-    except PaddockError as error:
-        code = error.http_status
-        await respond_error(send, error)
-    finally:
-        series.in_flight.dec()
-        series.requests(code).inc()
-        series.total.observe(time.perf_counter() - started)
+    if version is not None:
+        if answer is None:
+            dataplane.stats.request(version.version_id, code, seconds * 1000)
+        else:
+            dataplane.stats.request(version.version_id, code, seconds * 1000, answer.queue_ms, answer.compute_ms,
+                                    answer.batch)
 
 
 async def metrics_page(scope: dict[str, Any], send: Send) -> None:

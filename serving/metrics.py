@@ -24,6 +24,24 @@ BATCH_SIZE = Histogram("paddock_inference_batch_size_rows", "Rows in the batch e
                        ["model", "version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
 IN_FLIGHT = Gauge("paddock_inference_in_flight_requests", "Requests waiting for their reply in this process",
                   ["model"], registry=REGISTRY)
+SHADOW_REQUESTS = Counter("paddock_shadow_requests", "Mirrored requests run on a shadow version, by outcome",
+                          ["model", "version", "outcome"], registry=REGISTRY)
+SHADOW_ROWS = Counter("paddock_shadow_compared_rows", "Rows of classifier outputs compared with the live answer",
+                      ["model", "version"], registry=REGISTRY)
+SHADOW_AGREE = Counter("paddock_shadow_agreeing_rows", "Compared rows whose argmax matched the live answer",
+                       ["model", "version"], registry=REGISTRY)
+SHADOW_DIFF = Histogram("paddock_shadow_max_abs_difference", "Largest absolute output difference per request",
+                        ["model", "version"], buckets=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1, 10),
+                        registry=REGISTRY)
+
+
+def shadow(model: str, version: str, ok: bool, comparison: dict[str, Any] | None) -> None:
+    SHADOW_REQUESTS.labels(model, version, "ok" if ok else "error").inc()
+    if comparison is not None:
+        SHADOW_ROWS.labels(model, version).inc(comparison["rows"])
+        SHADOW_AGREE.labels(model, version).inc(comparison["agree"])
+        SHADOW_DIFF.labels(model, version).observe(comparison["max_abs_diff"])
+
 
 class Series:
     """The labelled children of one model version, looked up once: `labels()` per request
@@ -35,7 +53,6 @@ class Series:
         self.compute = DURATION.labels(model, version, "compute")
         self.total = DURATION.labels(model, version, "total")
         self.batch = BATCH_SIZE.labels(model, version)
-        self.in_flight = IN_FLIGHT.labels(model)
         self._codes: dict[int, Any] = {}
 
     def requests(self, code: int) -> Any:
@@ -46,6 +63,14 @@ class Series:
 
 
 _series: dict[tuple[str, str], Series] = {}
+_in_flight: dict[str, Any] = {}
+
+
+def in_flight(model: str) -> Any:
+    gauge = _in_flight.get(model)
+    if gauge is None:
+        gauge = _in_flight[model] = IN_FLIGHT.labels(model)
+    return gauge
 
 
 def series(model: str, version: str) -> Series:

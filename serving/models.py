@@ -20,6 +20,17 @@ class Deployment(models.Model):
     max_queue_depth = models.PositiveIntegerField(default=1024, help_text="Requests queued beyond this get 429")
     default_timeout_ms = models.PositiveIntegerField(default=30_000)
     min_workers = models.PositiveIntegerField(default=1, help_text="How many workers should hold the version")
+    # Traffic split: [{"version": n, "weight": w}, ...] summing to 100; empty: all to the active version.
+    routes = models.JSONField(default=list, blank=True)
+    shadow_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, null=True, blank=True,
+                                       related_name="+", help_text="Mirrored requests run here after the reply")
+    shadow_percent = models.FloatField(default=0.0, help_text="Share of requests mirrored to the shadow version")
+    # A/B: the hash of this request header or v2 parameter pins a caller to one arm.
+    sticky_by = models.CharField(max_length=10, blank=True, choices=[("", "none"), ("header", "header"),
+                                                                       ("parameter", "parameter")])
+    sticky_key = models.CharField(max_length=100, blank=True)
+    standby_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="+", help_text="Held warm by workers, no traffic (blue/green)")
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                    related_name="+")
@@ -39,8 +50,109 @@ class Deployment(models.Model):
             "max_queue_depth": self.max_queue_depth,
             "default_timeout_ms": self.default_timeout_ms,
             "min_workers": self.min_workers,
+            "routes": list(self.routes),
+            "shadow_version": self.shadow_version.number if self.shadow_version else None,
+            "shadow_percent": self.shadow_percent,
+            "sticky_by": self.sticky_by,
+            "sticky_key": self.sticky_key,
+            "standby_version": self.standby_version.number if self.standby_version else None,
         }
 
 
 DEFAULTS = {field: Deployment._meta.get_field(field).default for field in
             ("max_batch_size", "max_queue_delay_ms", "max_queue_depth", "default_timeout_ms", "min_workers")}
+
+
+class RolloutStrategy(models.TextChoices):
+    DIRECT = "direct", "direct: promote now"
+    CANARY = "canary", "canary: weight steps, each held"
+    BLUE_GREEN = "blue_green", "blue/green: warm, then switch at once"
+    SHADOW = "shadow", "shadow: mirror only"
+    AB = "ab", "A/B: fixed split until ended"
+
+
+class RolloutState(models.TextChoices):
+    RUNNING = "running"
+    PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+
+    @classmethod
+    def live(cls) -> list[str]:
+        return [cls.RUNNING, cls.PAUSED, cls.AWAITING_APPROVAL]
+
+
+GATE_DEFAULTS: dict[str, Any] = {
+    "max_error_rate": 0.01,  # the candidate's share of 5xx answers
+    "max_p99_ratio": 1.5,  # the candidate's p99 ÷ the stable version's p99, same window
+    "p99_tolerance_ms": 2.0,  # ... plus this much: a 1 ms model's p99 jitters by more than 50%
+    "min_shadow_agreement": 0.95,  # argmax agreement of mirrored requests (shadow strategy)
+    "min_requests": 50,  # answered by the candidate in the window before any judgement
+    "window_seconds": 30,  # the figures judged are those of the last window_seconds
+}
+
+
+class Rollout(models.Model):
+    """Moving a model's traffic from its stable version to a candidate, step by step, each step
+    judged by its gates (serving.rollouts). At most one live rollout per model."""
+
+    model = models.ForeignKey("registry.RegisteredModel", on_delete=models.CASCADE, related_name="rollouts")
+    strategy = models.CharField(max_length=12, choices=RolloutStrategy.choices)
+    stable_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="+")
+    candidate_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="+")
+    steps = models.JSONField(default=list,
+                             help_text="Candidate weights (canary), its share (A/B), the mirror % (shadow)")
+    step_seconds = models.PositiveIntegerField(default=60, help_text="Minimum time each step is held")
+    step_index = models.IntegerField(default=0)
+    step_started_at = models.DateTimeField(default=timezone.now)
+    gates = models.JSONField(default=dict)
+    require_approval = models.BooleanField(default=False, help_text="An admin approves before the final step")
+    auto_promote = models.BooleanField(default=True, help_text="Shadow: promote when the gates pass")
+    state = models.CharField(max_length=20, choices=RolloutState.choices, default=RolloutState.RUNNING)
+    reason = models.TextField(blank=True)
+    last_check = models.JSONField(default=dict, blank=True, help_text="The latest gate figures, decided or not")
+    sticky_by = models.CharField(max_length=10, blank=True)
+    sticky_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["model"], condition=models.Q(state__in=RolloutState.live()),
+                                               name="one_live_rollout_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.strategy} rollout of {self.model.name} v{self.candidate_version.number}"
+
+    @property
+    def gate_settings(self) -> dict[str, Any]:
+        return {**GATE_DEFAULTS, **self.gates}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "stable": self.stable_version.number,
+                "candidate": self.candidate_version.number, "steps": list(self.steps),
+                "step_seconds": self.step_seconds, "step_index": self.step_index, "state": self.state,
+                "gates": self.gate_settings, "require_approval": self.require_approval, "reason": self.reason}
+
+
+class RolloutEvent(models.Model):
+    """The rollout's timeline: every start, step, gate verdict, pause, approval and end, with the
+    figures that decided it (the same figures go to the audit log)."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=30)
+    message = models.TextField(blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -38,6 +38,7 @@ class InferRequest:
     binary_all: bool = False
     priority: int = 0
     timeout_us: int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)  # the request's own (A/B keys among them)
 
     def wants_binary(self, name: str) -> bool:
         return self.binary_all or name in self.binary_outputs
@@ -101,7 +102,7 @@ def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b""
         raise InvalidInput("parameter 'priority' must be a non-negative integer")
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
         raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
-    request.priority, request.timeout_us = priority, timeout
+    request.priority, request.timeout_us, request.parameters = priority, timeout, parameters
     return request
 
 

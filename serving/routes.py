@@ -36,22 +36,65 @@ class ModelRoute:
     versions: dict[int, VersionRoute]
     active: int | None  # the version number traffic goes to; None when nothing is ready
     settings: dict[str, Any] = field(default_factory=dict)
+    # A split across versions: (number, cumulative weight up to 100), in order; empty: all to `active`.
+    arms: tuple[tuple[int, float], ...] = ()
+    shadow: tuple[int, float] | None = None  # (version number, percent of requests mirrored)
+    sticky: tuple[str, str] | None = None  # ("header" | "parameter", its name): pins a caller to an arm
+    standby: int | None = None  # held warm, no traffic (blue/green)
 
     @property
     def ready_numbers(self) -> list[int]:
         return sorted(n for n, v in self.versions.items() if v.status == VersionStatus.READY)
 
+    @property
+    def held_numbers(self) -> set[int]:
+        """Every version the workers should hold for this model: traffic, shadow and standby."""
+        numbers = {number for number, _ in self.arms}
+        if self.active is not None:
+            numbers.add(self.active)
+        if self.shadow is not None:
+            numbers.add(self.shadow[0])
+        if self.standby is not None:
+            numbers.add(self.standby)
+        return numbers
+
+
+TRAFFIC_FIELDS = ("active_version", "routes", "shadow_version", "shadow_percent", "sticky_by", "sticky_key",
+                  "standby_version")
+
 
 def _settings(deployment: Deployment | None) -> dict[str, Any]:
     if deployment is None:
         return {**DEFAULTS, "preferred_batch_sizes": []}
-    return {key: value for key, value in deployment.snapshot().items() if key != "active_version"}
+    return {key: value for key, value in deployment.snapshot().items() if key not in TRAFFIC_FIELDS}
+
+
+def _number(versions: dict[int, VersionRoute], version_id: int | None) -> int | None:
+    return next((v.number for v in versions.values() if v.version_id == version_id), None)
+
+
+def _traffic(deployment: Deployment | None, versions: dict[int, VersionRoute]) -> dict[str, Any]:
+    if deployment is None:
+        return {}
+    arms, total = [], 0.0
+    for arm in deployment.routes:
+        if arm["weight"] > 0 and arm["version"] in versions:
+            total += arm["weight"]
+            arms.append((arm["version"], total))
+    shadow_number = _number(versions, deployment.shadow_version_id)
+    return {
+        "arms": tuple(arms),
+        "shadow": (shadow_number, deployment.shadow_percent) if shadow_number and deployment.shadow_percent > 0
+        else None,
+        "sticky": (deployment.sticky_by, deployment.sticky_key) if deployment.sticky_by else None,
+        "standby": _number(versions, deployment.standby_version_id),
+    }
 
 
 def _active(model: RegisteredModel, deployment: Deployment | None, versions: dict[int, VersionRoute]) -> int | None:
     """The deployment's version; else the champion alias; else the newest ready version."""
     if deployment is not None and deployment.active_version_id is not None:
-        return next((v.number for v in versions.values() if v.version_id == deployment.active_version_id), None)
+        return _number(versions, deployment.active_version_id)
     champion = next((a for a in model.aliases.all() if a.name == "champion"), None)
     if champion is not None and champion.version.status == VersionStatus.READY:
         return champion.version.number
@@ -67,7 +110,7 @@ def _route(model: RegisteredModel) -> ModelRoute:
         for v in model.versions.all()
     }
     return ModelRoute(model.pk, model.name, model.team_id, versions, _active(model, deployment, versions),
-                      _settings(deployment))
+                      _settings(deployment), **_traffic(deployment, versions))
 
 
 def _models() -> Any:

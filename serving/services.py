@@ -7,12 +7,49 @@ from django.db import transaction
 from django.utils import timezone
 
 from console.audit import Actor, record_event
-from console.errors import InvalidInput, NotFound
-from registry.models import RegisteredModel
-from serving.models import Deployment
+from console.errors import Conflict, InvalidInput, NotFound
+from registry.models import ModelVersion, RegisteredModel
+from serving.models import Deployment, RolloutState
 
 SETTINGS = ("max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes", "max_queue_depth",
             "default_timeout_ms", "min_workers")
+TRAFFIC = ("routes", "shadow_version", "shadow_percent", "sticky_by", "sticky_key")
+
+
+def _servable(model: RegisteredModel, number: int) -> ModelVersion:
+    version = model.versions.filter(number=number).first()
+    if version is None:
+        raise NotFound(f"model '{model.name}' has no version {number}")
+    if not version.is_servable():
+        raise InvalidInput(f"version {number} is {version.status}: only a ready version can serve")
+    return version
+
+
+def _apply_traffic(model: RegisteredModel, deployment: Deployment, changes: dict[str, Any]) -> None:
+    """Hand-set traffic: a weighted split, a shadow, an A/B key. A running rollout owns these."""
+    if any(field in changes for field in TRAFFIC) and model.rollouts.filter(state__in=RolloutState.live()).exists():
+        raise Conflict(f"a rollout of model '{model.name}' is live and owns its traffic: "
+                       "promote or roll it back first")
+    if "routes" in changes:
+        routes = changes["routes"]
+        numbers = [arm["version"] for arm in routes]
+        if len(set(numbers)) != len(numbers):
+            raise InvalidInput("each version may appear once in routes")
+        for number in numbers:
+            _servable(model, number)
+        if routes and abs(sum(arm["weight"] for arm in routes) - 100) > 1e-6:
+            raise InvalidInput(f"route weights must sum to 100, not {sum(arm['weight'] for arm in routes):g}")
+        deployment.routes = [{"version": arm["version"], "weight": arm["weight"]} for arm in routes]
+    if "shadow_version" in changes:
+        number = changes["shadow_version"]
+        deployment.shadow_version = None if number is None else _servable(model, number)
+    if "shadow_percent" in changes:
+        deployment.shadow_percent = changes["shadow_percent"]
+    for field in ("sticky_by", "sticky_key"):
+        if field in changes:
+            setattr(deployment, field, changes[field])
+    if bool(deployment.sticky_by) != bool(deployment.sticky_key):
+        raise InvalidInput("sticky_by and sticky_key go together")
 
 
 def configure_deployment(*, actor: Actor, model: RegisteredModel, changes: dict[str, Any]) -> Deployment:
@@ -21,15 +58,8 @@ def configure_deployment(*, actor: Actor, model: RegisteredModel, changes: dict[
         before = None if created else deployment.snapshot()
         if "active_version" in changes:
             number = changes["active_version"]
-            if number is None:
-                deployment.active_version = None
-            else:
-                version = model.versions.filter(number=number).first()
-                if version is None:
-                    raise NotFound(f"model '{model.name}' has no version {number}")
-                if not version.is_servable():
-                    raise InvalidInput(f"version {number} is {version.status}: only a ready version can serve")
-                deployment.active_version = version
+            deployment.active_version = None if number is None else _servable(model, number)
+        _apply_traffic(model, deployment, changes)
         for field in SETTINGS:
             if field in changes:
                 setattr(deployment, field, changes[field])

@@ -6,6 +6,7 @@ never a dropped socket. The token is checked at connect (`Authorization: Bearer`
 
 import asyncio
 import re
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,7 +16,7 @@ from console.errors import PaddockError
 from serving.auth import authorize
 from serving.dataplane import get_dataplane
 from serving.errors import ModelNotFound
-from serving.http import header, tokens
+from serving.http import header, record, tokens
 from serving.protocol import encode_response, parse_document, request_from_json
 from serving.signature import check_request
 
@@ -47,12 +48,14 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
                                                                     "status": error.http_status}).decode()})
         await send({"type": "websocket.close", "code": CLOSE_OFFSET + error.http_status})
         return
-    await Stream(send, principal, name, number).run(receive)
+    await Stream(send, principal, name, number, scope["headers"]).run(receive)
 
 
 class Stream:
-    def __init__(self, send: Any, principal: Any, name: str, number: int | None) -> None:
+    def __init__(self, send: Any, principal: Any, name: str, number: int | None,
+                 headers: list[tuple[bytes, bytes]]) -> None:
         self.send = send
+        self.headers = headers  # the connect request's: an A/B header pins the whole socket
         self.principal = principal
         self.name = name
         self.number = number
@@ -80,14 +83,16 @@ class Stream:
                 task.cancel()
 
     async def answer(self, raw: str) -> None:
-        request_id = None
+        started = time.perf_counter()
+        request_id = route = version = answer = None
+        code = 200
+        dataplane = get_dataplane()
         try:
             document = parse_document(raw, "message")
             request_id = document.get("id") if isinstance(document.get("id"), str) else None
-            dataplane = get_dataplane()
             route = authorize(self.principal, await dataplane.route(self.name), self.name, "predict")
-            version = dataplane.pick_version(route, self.number)
             request = request_from_json(document)
+            version = dataplane.choose_version(route, self.number, request, self.headers)
             rows = check_request(request, version.inputs, version.outputs,
                                  max_batch_size=route.settings["max_batch_size"])
             request.binary_all, request.binary_outputs = False, set()  # text frames carry JSON only
@@ -95,11 +100,16 @@ class Stream:
             body, _ = encode_response(model_name=route.name, model_version=str(version.number), request=request,
                                       outputs=answer.outputs)
             await self.reply_raw(body.decode())
+            dataplane.mirror(route, request, rows, answer)
         except PaddockError as error:
+            code = error.http_status
             reply: dict[str, Any] = {"error": error.message, "status": error.http_status}
             if request_id is not None:
                 reply["id"] = request_id
             await self.reply(reply)
+        finally:
+            if route is not None:
+                record(dataplane, route, version, code, time.perf_counter() - started, answer)
 
     async def reply(self, document: dict[str, Any]) -> None:
         await self.reply_raw(orjson.dumps(document).decode())

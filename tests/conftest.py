@@ -194,3 +194,31 @@ def _empty_media_root() -> Iterator[None]:
 
     yield
     shutil.rmtree(Path(settings.MEDIA_ROOT) / "models", ignore_errors=True)
+
+
+def ready_version(model: Any, seed: int) -> Any:
+    """A version marked ready without a worker: for tests of what happens around serving."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from registry import services
+    from registry.models import ModelVersion
+    from tests import models as built
+
+    version, _ = services.register_version(actor=Actor.system("tests"), model=model,
+                                           upload=SimpleUploadedFile("m.onnx", built.mlp_onnx(seed=seed)))
+    ModelVersion.objects.filter(pk=version.pk).update(status="ready")  # validation is not under test here
+    version.refresh_from_db()
+    return version
+
+
+@pytest.fixture
+def iris(cast: dict[str, Any], teams: dict[str, Any]) -> Any:
+    """Model `iris` of team ml with two ready versions (not held by any worker), v1 deployed."""
+    from registry import services
+    from serving.models import Deployment
+
+    model = services.create_model(actor=Actor(user=cast["engineer"]), name="iris", team=teams["ml"])
+    ready_version(model, 1)
+    ready_version(model, 2)
+    Deployment.objects.create(model=model, active_version=model.versions.get(number=1))
+    return model

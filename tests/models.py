@@ -128,3 +128,55 @@ def slow_onnx(width: int = 1024, layers: int = 48) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = IR_VERSION
     return model.SerializeToString()
+
+
+def picky_mlp_onnx(inputs: int = 8, outputs: int = 3, seed: int = 1, limit: float = 50.0) -> bytes:
+    """Like mlp_onnx, but onnxruntime fails on any row holding a value above `limit` (a Gather
+    index goes out of bounds): validation's random inputs pass, a poisoned request errors."""
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((inputs, outputs)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.standard_normal(outputs).astype(np.float32), "B")
+    table = numpy_helper.from_array(np.zeros((1, outputs), dtype=np.float32), "table")
+    threshold = numpy_helper.from_array(np.array(limit, dtype=np.float32), "limit")
+    seven = numpy_helper.from_array(np.array(7, dtype=np.int64), "seven")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "B"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["soft"], axis=-1),
+         helper.make_node("ReduceMax", ["x"], ["peak"], axes=[1], keepdims=0),
+         helper.make_node("Greater", ["peak", "limit"], ["over"]),
+         helper.make_node("Cast", ["over"], ["flag"], to=TensorProto.INT64),
+         helper.make_node("Mul", ["flag", "seven"], ["index"]),
+         helper.make_node("Gather", ["table", "index"], ["extra"], axis=0),
+         helper.make_node("Add", ["soft", "extra"], ["probs"])],
+        "picky",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", inputs])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", outputs])],
+        initializer=[weight, bias, table, threshold, seven],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="paddock-tests")
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def slow_mlp_onnx(inputs: int = 8, outputs: int = 3, width: int = 1024, depth: int = 160, seed: int = 2) -> bytes:
+    """The same signature as mlp_onnx, 160 chained 1024² MatMuls (~10 ms per request here): correct but slow."""
+    rng = np.random.default_rng(seed)
+    initializers = [
+        numpy_helper.from_array(rng.standard_normal((inputs, width)).astype(np.float32), "W_in"),
+        numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), "W_mid"),
+        numpy_helper.from_array(rng.standard_normal((width, outputs)).astype(np.float32) / 30, "W_out"),
+    ]
+    nodes = [helper.make_node("MatMul", ["x", "W_in"], ["h0"])]
+    for layer in range(depth):
+        nodes.append(helper.make_node("MatMul", [f"h{layer}", "W_mid"], [f"h{layer + 1}"]))
+    nodes += [helper.make_node("MatMul", [f"h{depth}", "W_out"], ["logits"]),
+              helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)]
+    graph = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", inputs])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", outputs])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="paddock-tests")
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()

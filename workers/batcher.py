@@ -224,11 +224,13 @@ class Batcher:
         close_old_connections()
         workers = self.live_workers()
         cutoff = time.time() - WANTED_TTL_SECONDS
+        self.redis.zremrangebyscore(wanted_key(), "-inf", f"({cutoff}")
         wanted = {int(v) for v in self.redis.zrangebyscore(wanted_key(), cutoff, "+inf")}
         plans = []
         for route in load_all_routes():
+            held = route.held_numbers
             for number, version in route.versions.items():
-                deployed = number == route.active
+                deployed = number in held
                 if version.status != "ready" or not (deployed or version.version_id in wanted):
                     continue
                 count = min(route.settings["min_workers"], len(workers))

@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from serving.models import Deployment
+from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutStrategy
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -10,10 +10,13 @@ class DeploymentSerializer(serializers.ModelSerializer):
     active_version = serializers.IntegerField(source="active_version.number", allow_null=True, required=False)
     serving_version = serializers.SerializerMethodField(help_text="The version traffic goes to now")
     updated_by = serializers.CharField(source="updated_by.username", read_only=True, default=None)
+    shadow_version = serializers.IntegerField(source="shadow_version.number", allow_null=True, default=None)
+    standby_version = serializers.IntegerField(source="standby_version.number", allow_null=True, default=None)
 
     class Meta:
         model = Deployment
-        fields = ["model", "active_version", "serving_version", "max_batch_size", "max_queue_delay_ms",
+        fields = ["model", "active_version", "serving_version", "routes", "shadow_version", "shadow_percent",
+                  "sticky_by", "sticky_key", "standby_version", "max_batch_size", "max_queue_delay_ms",
                   "preferred_batch_sizes", "max_queue_depth", "default_timeout_ms", "min_workers",
                   "updated_at", "updated_by"]
         read_only_fields = ["model", "serving_version", "updated_at", "updated_by"]
@@ -25,6 +28,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
         return route.active if route else None
 
 
+class RouteSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)
+    weight = serializers.FloatField(min_value=0, max_value=100)
+
+
 class DeploymentUpdateSerializer(serializers.Serializer):
     active_version = serializers.IntegerField(min_value=1, allow_null=True, required=False,
                                               help_text="null: the champion alias, else the newest ready version")
@@ -34,6 +42,11 @@ class DeploymentUpdateSerializer(serializers.Serializer):
     max_queue_depth = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     default_timeout_ms = serializers.IntegerField(min_value=1, max_value=3_600_000, required=False)
     min_workers = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    routes = RouteSerializer(many=True, required=False, help_text="A weighted split; [] sends all to the active")
+    shadow_version = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    shadow_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+    sticky_by = serializers.ChoiceField(choices=["", "header", "parameter"], required=False)
+    sticky_key = serializers.CharField(max_length=100, allow_blank=True, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:
@@ -56,3 +69,45 @@ class WorkerSerializer(serializers.Serializer):
     memory_bytes = serializers.IntegerField()
     seconds_since_heartbeat = serializers.FloatField()
     versions = HeldVersionSerializer(many=True)
+
+
+class RolloutStartSerializer(serializers.Serializer):
+    candidate = serializers.IntegerField(min_value=1, help_text="The version number to roll out")
+    strategy = serializers.ChoiceField(choices=RolloutStrategy.values)
+    steps = serializers.ListField(child=serializers.FloatField(), required=False,
+                                  help_text="canary: weights, e.g. [10, 50, 100]; ab: [share]; shadow: [mirror %]")
+    step_seconds = serializers.IntegerField(min_value=0, max_value=7 * 24 * 3600, default=60)
+    gates = serializers.DictField(child=serializers.FloatField(), required=False, help_text="Any of: " + ", ".join(
+        f"{name} (default {value})" for name, value in GATE_DEFAULTS.items()))
+    require_approval = serializers.BooleanField(default=False)
+    auto_promote = serializers.BooleanField(default=True)
+    sticky_by = serializers.ChoiceField(choices=["", "header", "parameter"], default="")
+    sticky_key = serializers.CharField(max_length=100, allow_blank=True, default="")
+
+
+class RolloutEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RolloutEvent
+        fields = ["at", "kind", "message", "figures", "actor"]
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", read_only=True)
+    stable_version = serializers.IntegerField(source="stable_version.number")
+    candidate_version = serializers.IntegerField(source="candidate_version.number")
+    gates = serializers.JSONField(source="gate_settings")
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    approved_by = serializers.CharField(source="approved_by.username", default=None)
+    events = RolloutEventSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Rollout
+        fields = ["id", "model", "strategy", "state", "reason", "stable_version", "candidate_version", "steps",
+                  "step_index", "step_seconds", "step_started_at", "gates", "require_approval", "auto_promote",
+                  "sticky_by", "sticky_key", "last_check", "created_at", "created_by", "approved_by", "ended_at",
+                  "events"]
+        read_only_fields = fields
+
+
+class RolloutActionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, allow_blank=True, default="")

@@ -5,4 +5,9 @@ from serving.api import views
 urlpatterns = [
     path("deployments/<str:name>/", views.DeploymentView.as_view(), name="deployment_detail"),
     path("workers/", views.WorkerListView.as_view(), name="worker_list"),
+    path("models/<str:name>/rollouts/", views.RolloutListView.as_view(), name="rollout_list"),
+    path("models/<str:name>/rollouts/<int:rollout_id>/", views.RolloutDetailView.as_view(), name="rollout_detail"),
+    path("models/<str:name>/rollouts/<int:rollout_id>/<str:action>/", views.RolloutActionView.as_view(),
+         name="rollout_action"),
+    path("models/<str:name>/metrics/", views.LiveMetricsView.as_view(), name="live_metrics"),
 ]

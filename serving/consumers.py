@@ -1,0 +1,55 @@
+"""The console's live figures over a websocket (Channels): /ws/live/models/{model}/ pushes the
+model's figures (serving.live.model_figures, the last 60 s) once a second to a signed-in person
+who may see the model. Session auth (the console's cookie), origin checked against ALLOWED_HOSTS."""
+
+import asyncio
+import json
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from console.access import visible_models
+from serving import live
+from serving.models import Rollout
+
+PUSH_SECONDS = 1.0
+WINDOW_SECONDS = 60
+# Close codes: 4000 + the HTTP status the same refusal would get (as the v2 streams do).
+CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND = 4401, 4404
+
+
+def _figures(model: Any) -> dict[str, Any]:
+    figures = live.model_figures(model, WINDOW_SECONDS)
+    rollout = Rollout.objects.filter(model=model).values("id", "state", "strategy", "step_index").first()
+    figures["rollout"] = rollout
+    return figures
+
+
+class LiveFigures(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        name = self.scope["url_route"]["kwargs"]["name"]
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        model = await database_sync_to_async(lambda: visible_models(user).filter(name=name).first())()
+        if model is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.pusher = asyncio.get_running_loop().create_task(self.push(model))
+
+    async def push(self, model: Any) -> None:
+        while True:
+            try:
+                figures = await database_sync_to_async(_figures)(model)
+            except Exception as exc:  # noqa: BLE001 - Redis down: say so and keep trying
+                figures = {"error": f"live figures unavailable: {exc}"}
+            await self.send(text_data=json.dumps(figures))
+            await asyncio.sleep(PUSH_SECONDS)
+
+    async def disconnect(self, code: int) -> None:
+        pusher = getattr(self, "pusher", None)
+        if pusher is not None:
+            pusher.cancel()

@@ -1,0 +1,190 @@
+"""Live figures per model version, shared by every web process through Redis: what rollout
+gates judge, what the console charts, what the rollups keep.
+
+Each web process counts in memory (a few dict increments per request) and once a second adds
+its counts to one Redis hash per version and second, `{prefix}:stats:{version_id}:{epoch second}`
+(HINCRBY, so processes merge by addition; kept STATS_TTL_SECONDS). Fields:
+  c{code}      requests answered with that HTTP status
+  t{i} q{i} k{i}  latency histograms (total, queue, compute) over LATENCY_EDGES_MS, bucket i
+  b{rows}      requests by the number of rows in the batch they ran in
+  sn se sr sa  shadow: mirrored requests, shadow failures, rows compared, rows whose argmax agreed
+  sd           shadow: sum of each comparison's max absolute difference
+  s{i}         shadow latency histogram (total)"""
+
+import asyncio
+import bisect
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+LATENCY_EDGES_MS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000,
+                    1500, 2000, 3000, 5000, 10_000, 30_000, 120_000)
+STATS_TTL_SECONDS = 2 * 3600
+FLUSH_SECONDS = 1.0
+
+
+def stats_key(version_id: int, second: int) -> str:
+    return f"{settings.PADDOCK_REDIS_PREFIX}:stats:{version_id}:{second}"
+
+
+def active_key() -> str:
+    """Sorted set: version id → the last second it had figures (what the rollups visit)."""
+    return f"{settings.PADDOCK_REDIS_PREFIX}:stats:active"
+
+
+def bucket(ms: float) -> int:
+    return bisect.bisect_left(LATENCY_EDGES_MS, ms)
+
+
+class LiveStats:
+    """One web process's counts not yet added to Redis."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[int, int], Counter[str]] = {}
+        self.flusher: asyncio.Task[None] | None = None
+
+    def _counts(self, version_id: int) -> Counter[str]:
+        key = (version_id, int(time.time()))
+        counts = self.pending.get(key)
+        if counts is None:
+            counts = self.pending[key] = Counter()
+        return counts
+
+    def request(self, version_id: int, code: int, total_ms: float, queue_ms: float | None = None,
+                compute_ms: float | None = None, batch: int | None = None) -> None:
+        counts = self._counts(version_id)
+        counts[f"c{code}"] += 1
+        counts[f"t{bucket(total_ms)}"] += 1
+        if queue_ms is not None:
+            counts[f"q{bucket(queue_ms)}"] += 1
+            counts[f"k{bucket(compute_ms or 0.0)}"] += 1
+            counts[f"b{batch}"] += 1
+
+    def shadow(self, version_id: int, *, ok: bool, total_ms: float, comparison: dict[str, Any] | None) -> None:
+        counts = self._counts(version_id)
+        counts["sn"] += 1
+        counts[f"s{bucket(total_ms)}"] += 1
+        if not ok or comparison is None:
+            counts["se"] += 1
+            return
+        counts["sr"] += comparison["rows"]
+        counts["sa"] += comparison["agree"]
+        # Stored in micro-units so that HINCRBY (integers) can add it; inf (shapes differ) is capped.
+        counts["sd"] += int(min(comparison["max_abs_diff"], 1e6) * 1e6)
+
+    def ensure_flusher(self, client: Any) -> None:
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self._flush_forever(client))
+
+    async def _flush_forever(self, client: Any) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush(client)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("live stats not written (Redis: %s); will retry", exc)
+
+    async def flush(self, client: Any) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, {}
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                latest: dict[int, int] = {}
+                for (version_id, second), counts in batch.items():
+                    key = stats_key(version_id, second)
+                    for field, value in counts.items():
+                        pipe.hincrby(key, field, value)
+                    pipe.expire(key, STATS_TTL_SECONDS)
+                    latest[version_id] = max(second, latest.get(version_id, 0))
+                if latest:
+                    pipe.zadd(active_key(), {str(v): s for v, s in latest.items()})
+                await pipe.execute()
+        except (RedisError, OSError):
+            # Keep the counts for the next flush rather than lose them.
+            for key, counts in batch.items():
+                self.pending.setdefault(key, Counter()).update(counts)
+            raise
+
+
+# -- reading (beat tasks, API, console; synchronous) ------------------------------------------
+
+def client() -> "redis.Redis[bytes]":
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+
+
+def read_seconds(conn: "redis.Redis[bytes]", version_id: int, seconds: Iterable[int]) -> dict[int, Counter[str]]:
+    """Per second: the merged counts of every web process."""
+    seconds = list(seconds)
+    with conn.pipeline(transaction=False) as pipe:
+        for second in seconds:
+            pipe.hgetall(stats_key(version_id, second))
+        raw = pipe.execute()
+    return {second: Counter({k.decode(): int(v) for k, v in fields.items()})
+            for second, fields in zip(seconds, raw, strict=True) if fields}
+
+
+def read_window(conn: "redis.Redis[bytes]", version_id: int, start: int, end: int) -> Counter[str]:
+    """Counts of one version over the whole seconds [start, end)."""
+    total: Counter[str] = Counter()
+    for counts in read_seconds(conn, version_id, range(start, end)).values():
+        total.update(counts)
+    return total
+
+
+def percentile(counts: Counter[str], prefix: str, q: float) -> float | None:
+    """The q-quantile (0–1) in ms of histogram `prefix`, interpolated within its bucket."""
+    buckets = sorted((int(field[len(prefix):]), n) for field, n in counts.items()
+                     if field.startswith(prefix) and field[len(prefix):].isdigit())
+    total = sum(n for _, n in buckets)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for index, n in buckets:
+        if seen + n >= rank:
+            low = LATENCY_EDGES_MS[index - 1] if index > 0 else 0.0
+            high = LATENCY_EDGES_MS[index] if index < len(LATENCY_EDGES_MS) else LATENCY_EDGES_MS[-1]
+            return round(low + (high - low) * ((rank - seen) / n), 3)
+        seen += n
+    return LATENCY_EDGES_MS[-1]
+
+
+def summarize(counts: Counter[str], seconds: float) -> dict[str, Any]:
+    """What a person or a gate reads: rates, errors by code, latency percentiles by phase,
+    batch sizes, shadow agreement."""
+    codes = {field[1:]: n for field, n in counts.items() if field.startswith("c")}
+    requests = sum(codes.values())
+    errors = sum(n for code, n in codes.items() if code.startswith("5"))
+    batch_rows = {field[1:]: n for field, n in counts.items() if field.startswith("b")}
+    batched = sum(batch_rows.values())
+    shadow_n, shadow_rows = counts.get("sn", 0), counts.get("sr", 0)
+    compared = shadow_n - counts.get("se", 0)
+    return {
+        "requests": requests,
+        "rps": round(requests / seconds, 3) if seconds else 0.0,
+        "errors": errors,
+        "error_rate": round(errors / requests, 5) if requests else 0.0,
+        "codes": dict(sorted(codes.items())),
+        "latency_ms": {phase: {f"p{int(q * 100)}": percentile(counts, prefix, q) for q in (0.5, 0.95, 0.99)}
+                       for phase, prefix in (("total", "t"), ("queue", "q"), ("compute", "k"))},
+        "batch_rows": dict(sorted(batch_rows.items(), key=lambda kv: int(kv[0]))),
+        "mean_batch_rows": round(sum(int(r) * n for r, n in batch_rows.items()) / batched, 2) if batched else None,
+        "shadow": {
+            "requests": shadow_n,
+            "errors": counts.get("se", 0),
+            "agreement": round(counts.get("sa", 0) / shadow_rows, 5) if shadow_rows else None,
+            "mean_max_abs_diff": round(counts.get("sd", 0) / 1e6 / compared, 6) if compared > 0 else None,
+            "p99_ms": percentile(counts, "s", 0.99),
+        },
+    }

@@ -1,0 +1,22 @@
+"""Beat tasks of the serving side: rollout gates."""
+
+import logging
+
+from celery import shared_task
+
+from serving import rollouts
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="serving.tasks.evaluate_rollouts", ignore_result=True)
+def evaluate_rollouts() -> dict[int, str]:
+    """Judge every running rollout's current step (serving.rollouts.tick)."""
+    outcomes = {}
+    for rollout_id in rollouts.running_ids():
+        try:
+            outcomes[rollout_id] = rollouts.tick(rollout_id)
+        except Exception:  # noqa: BLE001 - one broken rollout must not stop the others' gates
+            logger.exception("gate check of rollout %s failed", rollout_id)
+            outcomes[rollout_id] = "error"
+    return outcomes

@@ -1,0 +1,129 @@
+"""Console pages of the serving side: a model's traffic and rollouts (fragments of the model
+page, htmx), and the dashboard across every model the person can see."""
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from console.access import can_change_team, get_visible_model, visible_models
+from console.audit import Actor
+from console.errors import NotFound, PaddockError
+from registry.models import RegisteredModel
+from serving import live, livestats, rollouts
+from serving.metrics import live_workers
+from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutState, RolloutStrategy
+
+GATE_FIELDS = [(name, value) for name, value in GATE_DEFAULTS.items()]
+
+
+def _model(request: HttpRequest, name: str) -> RegisteredModel:
+    try:
+        return get_visible_model(request.user, name)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def panel_context(request: HttpRequest, model: RegisteredModel, error: str = "") -> dict[str, Any]:
+    """What the traffic panel shows: the split as a bar, the live rollout and its timeline."""
+    from serving.routes import load_model_route
+
+    route = load_model_route(model.name)
+    weights = live._weights(route) if route else []
+    current = Rollout.objects.filter(model=model).select_related(
+        "stable_version", "candidate_version", "approved_by").prefetch_related("events").first()
+    return {
+        "model": model, "weights": weights, "shadow": route.shadow if route else None,
+        "standby": route.standby if route else None, "rollout": current,
+        "live": current is not None and current.state in RolloutState.live(),
+        "can_change": can_change_team(request.user, model.team_id), "error": error,
+    }
+
+
+@login_required
+def traffic_panel(request: HttpRequest, name: str) -> HttpResponse:
+    return render(request, "serving/_traffic_panel.html", panel_context(request, _model(request, name)))
+
+
+def _number(raw: str, name: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise PaddockError(f"{name} must be a number") from None
+
+
+@login_required
+@require_POST
+def rollout_start(request: HttpRequest, name: str) -> HttpResponse:
+    model = _model(request, name)
+    error = ""
+    if not can_change_team(request.user, model.team_id):
+        error = f"the engineer role in team '{model.team.name}' is required to change this model"
+    else:
+        form = request.POST
+        try:
+            steps = [_number(s.strip(), "each step") for s in form.get("steps", "").split(",") if s.strip()]
+            gates = {gate: _number(form[gate], gate) for gate, _ in GATE_FIELDS if form.get(gate, "").strip()}
+            rollouts.start_rollout(
+                actor=Actor.from_request(request), model=model, candidate=int(form.get("candidate") or 0),
+                strategy=form.get("strategy", ""), steps=steps or None,
+                step_seconds=int(_number(form.get("step_seconds") or "60", "step seconds")), gates=gates,
+                require_approval=form.get("require_approval") == "on",
+                auto_promote=form.get("auto_promote", "on") == "on",
+                sticky_by=form.get("sticky_by", ""), sticky_key=form.get("sticky_key", "").strip())
+        except PaddockError as exc:
+            error = exc.message
+    status = 400 if error else 200
+    return render(request, "serving/_traffic_panel.html", panel_context(request, model, error), status=status)
+
+
+@login_required
+@require_POST
+def rollout_action(request: HttpRequest, name: str, rollout_id: int, action: str) -> HttpResponse:
+    model = _model(request, name)
+    rollout = Rollout.objects.filter(model=model, pk=rollout_id).first()
+    if rollout is None:
+        raise Http404(f"model '{name}' has no rollout {rollout_id}")
+    error = ""
+    if not can_change_team(request.user, model.team_id):
+        error = f"the engineer role in team '{model.team.name}' is required to change this model"
+    else:
+        try:
+            rollouts.control(actor=Actor.from_request(request), rollout=rollout, action=action,
+                             reason=request.POST.get("reason", "").strip())
+        except PaddockError as exc:
+            error = exc.message
+    return render(request, "serving/_traffic_panel.html", panel_context(request, model, error),
+                  status=400 if error else 200)
+
+
+def rollout_form_context(model: RegisteredModel) -> dict[str, Any]:
+    return {"strategies": RolloutStrategy.choices, "gate_fields": GATE_FIELDS,
+            "candidates": model.versions.filter(status="ready").order_by("-number")}
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Every visible model's traffic over the last minute, and the workers."""
+    conn = livestats.client()
+    rows = []
+    for model in visible_models(request.user).order_by("name"):
+        figures = live.model_figures(model, 60, conn)
+        versions = figures["versions"]
+        requests = sum(v["summary"]["requests"] for v in versions)
+        errors = sum(v["summary"]["errors"] for v in versions)
+        p99s = [v["summary"]["latency_ms"]["total"]["p99"] for v in versions
+                if v["summary"]["latency_ms"]["total"]["p99"] is not None]
+        rows.append({"model": model, "routes": figures["routes"], "shadow": figures["shadow"],
+                     "rps": round(requests / 60, 2), "errors": errors,
+                     "error_rate": errors / requests if requests else 0.0,
+                     "p99": max(p99s) if p99s else None,
+                     "queued": sum(v["queue_depth"] for v in versions),
+                     "rollout": model.rollouts.filter(state__in=RolloutState.live()).first()})
+    rows.sort(key=lambda row: -(row["p99"] or 0))
+    workers = sorted(live_workers(conn).items())
+    context = {"rows": rows, "workers": workers, "deployments": Deployment.objects.count()}
+    template = "serving/_dashboard_body.html" if request.headers.get("HX-Request") else "serving/dashboard.html"
+    return render(request, template, context)

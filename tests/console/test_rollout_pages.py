@@ -1,0 +1,55 @@
+"""The console's traffic panel, rollout form and buttons, and the dashboard, through Django's
+test client (the browser journey is tests/e2e/test_rollout_journey.py)."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from serving.models import Rollout
+from tests.conftest import PASSWORD
+
+
+def signed_in(who: str) -> Client:
+    client = Client()
+    assert client.login(username=who, password=PASSWORD)
+    return client
+
+
+@pytest.mark.django_db
+def test_model_page_shows_the_split_and_the_rollout_form(iris: Any) -> None:
+    page = signed_in("engineer").get("/models/iris/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-version="1" data-weight="100.0"' in html
+    assert 'id="rollout-form"' in html and 'id="live-charts"' in html
+    assert 'id="rollout-form"' not in signed_in("viewer").get("/models/iris/").content.decode()
+
+
+@pytest.mark.django_db
+def test_start_from_the_form_then_pause_and_roll_back(iris: Any) -> None:
+    engineer = signed_in("engineer")
+    refused = engineer.post("/models/iris/rollouts/start/", {"candidate": 2, "strategy": "canary",
+                                                              "steps": "50, 10", "step_seconds": 30})
+    assert refused.status_code == 400 and "canary steps must increase, e.g. [10, 50, 100]" in refused.content.decode()
+    started = engineer.post("/models/iris/rollouts/start/", {
+        "candidate": 2, "strategy": "canary", "steps": "25, 100", "step_seconds": 30, "min_requests": "20"})
+    assert started.status_code == 200, started.content.decode()
+    html = started.content.decode()
+    assert 'data-version="2" data-weight="25.0"' in html and 'data-state="running"' in html
+    rollout = Rollout.objects.get()
+    assert rollout.gate_settings["min_requests"] == 20 and rollout.steps == [25, 100]
+    viewer = signed_in("viewer").post(f"/models/iris/rollouts/{rollout.pk}/pause/")
+    assert "the engineer role in team &#x27;ml&#x27; is required" in viewer.content.decode()
+    paused = engineer.post(f"/models/iris/rollouts/{rollout.pk}/pause/")
+    assert 'data-state="paused"' in paused.content.decode()
+    back = engineer.post(f"/models/iris/rollouts/{rollout.pk}/rollback/").content.decode()
+    assert 'data-state="rolled_back"' in back and "rolled back by engineer" in back
+    assert 'data-version="1" data-weight="100.0"' in back
+
+
+@pytest.mark.django_db
+def test_dashboard_lists_visible_models_only(iris: Any) -> None:
+    html = signed_in("engineer").get("/dashboard/").content.decode()
+    assert 'data-model="iris"' in html and 'id="dashboard-workers"' in html
+    assert 'data-model="iris"' not in signed_in("outsider").get("/dashboard/").content.decode()

@@ -1,0 +1,118 @@
+"""Rollout rules that need no processes: refusals with their exact messages, the traffic each
+step sets, people's controls and who may use them. Gates and real traffic are in
+tests/integration/test_rollouts.py."""
+
+from typing import Any
+
+import pytest
+
+from console.audit import Actor
+from console.models import AuditEvent
+from serving import rollouts
+from serving.models import Deployment, Rollout
+
+
+def start(client: Any, **body: Any) -> Any:
+    return client.post("/api/v1/models/iris/rollouts/", body, format="json")
+
+
+@pytest.mark.django_db
+def test_canary_sets_its_first_step_and_records_it(iris: Any, client_for: Any) -> None:
+    response = start(client_for("engineer"), candidate=2, strategy="canary", steps=[10, 50], step_seconds=5)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["steps"] == [10, 50, 100] and body["state"] == "running" and body["stable_version"] == 1
+    deployment = Deployment.objects.get(model=iris)
+    assert deployment.routes == [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]
+    assert [e["kind"] for e in body["events"]] == ["start", "step"]
+    actions = AuditEvent.objects.filter(action__startswith="rollout.").order_by("id").values_list("action", flat=True)
+    assert list(actions) == ["rollout.start", "rollout.step"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"candidate": 9, "strategy": "canary"}, 404, "model 'iris' has no version 9"),
+    ({"candidate": 1, "strategy": "canary"}, 400, "version 1 already serves model 'iris'"),
+    ({"candidate": 2, "strategy": "canary", "steps": [50, 10]}, 400, "canary steps must increase, e.g. [10, 50, 100]"),
+    ({"candidate": 2, "strategy": "ab", "steps": [100]}, 400,
+     "an A/B split keeps some traffic on the stable version: share below 100"),
+    ({"candidate": 2, "strategy": "canary", "gates": {"p50": 3}}, 400,
+     "unknown gate(s): p50; known: max_error_rate, max_p99_ratio, p99_tolerance_ms, min_shadow_agreement, "
+     "min_requests, window_seconds"),
+    ({"candidate": 2, "strategy": "ab", "sticky_by": "header"}, 400, "sticky_by and sticky_key go together"),
+])
+def test_refusals(iris: Any, client_for: Any, body: dict[str, Any], status: int, message: str) -> None:
+    response = start(client_for("engineer"), **body)
+    assert response.status_code == status
+    assert message in str(response.json())
+    assert not Rollout.objects.exists()
+
+
+@pytest.mark.django_db
+def test_one_live_rollout_per_model_and_no_hand_set_traffic_meanwhile(iris: Any, client_for: Any) -> None:
+    api = client_for("engineer")
+    first = start(api, candidate=2, strategy="shadow").json()
+    second = start(api, candidate=2, strategy="canary")
+    assert second.status_code == 409
+    assert second.json()["detail"] == (f"model 'iris' already has a running shadow rollout (id {first['id']}): "
+                                      "promote or roll it back first")
+    hand = api.patch("/api/v1/deployments/iris/", {"routes": [{"version": 2, "weight": 100}]}, format="json")
+    assert hand.status_code == 409
+    assert hand.json()["detail"] == ("a rollout of model 'iris' is live and owns its traffic: "
+                                    "promote or roll it back first")
+
+
+@pytest.mark.django_db
+def test_hand_set_routes_are_checked(iris: Any, client_for: Any) -> None:
+    api = client_for("engineer")
+    bad = api.patch("/api/v1/deployments/iris/", {"routes": [{"version": 1, "weight": 60},
+                                                             {"version": 2, "weight": 30}]}, format="json")
+    assert bad.status_code == 400 and bad.json()["detail"] == "route weights must sum to 100, not 90"
+    good = api.patch("/api/v1/deployments/iris/", {"routes": [{"version": 1, "weight": 70},
+                                                              {"version": 2, "weight": 30}],
+                                                   "sticky_by": "header", "sticky_key": "x-user"}, format="json")
+    assert good.status_code == 200 and good.json()["routes"][1] == {"version": 2, "weight": 30}
+
+
+@pytest.mark.django_db
+def test_controls_pause_resume_rollback_and_who_may_use_them(iris: Any, client_for: Any) -> None:
+    engineer, viewer = client_for("engineer"), client_for("viewer")
+    rollout = start(engineer, candidate=2, strategy="canary").json()
+    base = f"/api/v1/models/iris/rollouts/{rollout['id']}"
+    assert viewer.post(f"{base}/pause/").status_code == 403
+    assert engineer.post(f"{base}/pause/").json()["state"] == "paused"
+    assert engineer.post(f"{base}/pause/").json()["detail"] == f"rollout {rollout['id']} is paused, not running"
+    assert engineer.post(f"{base}/resume/").json()["state"] == "running"
+    done = engineer.post(f"{base}/rollback/", {"reason": "not today"}, format="json").json()
+    assert done["state"] == "rolled_back" and done["reason"] == "rolled back by engineer: not today"
+    assert Deployment.objects.get(model=iris).routes == []
+    assert engineer.post(f"{base}/promote/").status_code == 409
+
+
+@pytest.mark.django_db
+def test_approval_before_the_final_step_is_an_admins(iris: Any, client_for: Any) -> None:
+    engineer, admin = client_for("engineer"), client_for("admin", "read", "manage", "admin")
+    rollout = start(engineer, candidate=2, strategy="blue_green", require_approval=True).json()
+    base = f"/api/v1/models/iris/rollouts/{rollout['id']}"
+    record = Rollout.objects.get(pk=rollout["id"])
+    deployment = Deployment.objects.get(model=iris)
+    assert deployment.standby_version.number == 2 and deployment.routes == []
+    rollouts._enter_step(Actor.system("tests"), record, deployment, 1)  # the workers are warm
+    assert Rollout.objects.get(pk=record.pk).state == "awaiting_approval"
+    assert engineer.post(f"{base}/approve/").json()["detail"] == "only an admin can approve a rollout's final step"
+    assert engineer.post(f"{base}/promote/").json()["detail"] == (
+        "this rollout needs an admin's approval before the candidate takes all traffic")
+    approved = admin.post(f"{base}/approve/").json()
+    assert approved["state"] == "running" and approved["approved_by"] == "admin"
+    assert Deployment.objects.get(model=iris).routes == [{"version": 2, "weight": 100}]
+    promoted = engineer.post(f"{base}/promote/").json()
+    assert promoted["state"] == "promoted"
+    assert iris.aliases.get(name="champion").version.number == 2
+    assert Deployment.objects.get(model=iris).active_version.number == 2
+
+
+@pytest.mark.django_db
+def test_direct_promotes_at_once(iris: Any, client_for: Any) -> None:
+    body = start(client_for("engineer"), candidate=2, strategy="direct").json()
+    assert body["state"] == "promoted" and [e["kind"] for e in body["events"]] == ["start", "promote"]
+    assert iris.aliases.get(name="champion").version.number == 2
