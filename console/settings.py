@@ -146,11 +146,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Rollout gates are checked this often (beat), and the live figures rolled up into Postgres.
+# Live figures kept in Postgres: 10 s periods for a day, minutes for 14 days.
+PADDOCK_ROLLUP_10S_RETENTION_HOURS = env_int("PADDOCK_ROLLUP_10S_RETENTION_HOURS", 24, minimum=1)
+PADDOCK_ROLLUP_1M_RETENTION_HOURS = env_int("PADDOCK_ROLLUP_1M_RETENTION_HOURS", 14 * 24, minimum=1)
 PADDOCK_ROLLOUT_TICK_SECONDS = env_float("PADDOCK_ROLLOUT_TICK_SECONDS", 2.0, minimum=0.2)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-validations": {
         "task": "registry.tasks.requeue_stale_validations",
         "schedule": 60.0,
+    },
+    "roll-up-metrics": {
+        "task": "serving.tasks.roll_up_metrics",
+        "schedule": 10.0,
+        "options": {"expires": 20},
     },
     "evaluate-rollouts": {
         "task": "serving.tasks.evaluate_rollouts",

@@ -156,3 +156,24 @@ class RolloutEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class MetricRollup(models.Model):
+    """A version's live figures (serving.livestats fields, merged) over one period: 10 s periods
+    are kept a day, minute periods 14 days (PADDOCK_ROLLUP_*_RETENTION_HOURS). Written by the
+    beat task `serving.tasks.roll_up_metrics`."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="rollups")
+    resolution = models.PositiveSmallIntegerField(help_text="Seconds per period: 10 or 60")
+    start = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["start"]
+        constraints = [models.UniqueConstraint(fields=["version", "resolution", "start"], name="one_rollup_per_period")]
+        indexes = [models.Index(fields=["resolution", "start"])]
+
+    def __str__(self) -> str:
+        return f"v{self.version_id} {self.resolution}s at {self.start:%Y-%m-%d %H:%M:%S}"

@@ -1,10 +1,10 @@
-"""Beat tasks of the serving side: rollout gates."""
+"""Beat tasks of the serving side: rollout gates and metric rollups."""
 
 import logging
 
 from celery import shared_task
 
-from serving import rollouts
+from serving import rollouts, rollups
 
 logger = logging.getLogger(__name__)
 
@@ -20,3 +20,9 @@ def evaluate_rollouts() -> dict[int, str]:
             logger.exception("gate check of rollout %s failed", rollout_id)
             outcomes[rollout_id] = "error"
     return outcomes
+
+
+@shared_task(name="serving.tasks.roll_up_metrics", ignore_result=True)
+def roll_up_metrics() -> dict[str, int]:
+    """Keep the live figures in Postgres (serving.rollups.roll_up)."""
+    return rollups.roll_up()

@@ -10,4 +10,5 @@ urlpatterns = [
     path("models/<str:name>/rollouts/<int:rollout_id>/<str:action>/", views.RolloutActionView.as_view(),
          name="rollout_action"),
     path("models/<str:name>/metrics/", views.LiveMetricsView.as_view(), name="live_metrics"),
+    path("models/<str:name>/metrics/history/", views.MetricHistoryView.as_view(), name="metric_history"),
 ]

@@ -1,8 +1,11 @@
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -12,7 +15,7 @@ from rest_framework.views import APIView
 from console.access import get_visible_model, request_token, require_engineer
 from console.audit import Actor
 from console.errors import InvalidInput, NotFound, ServiceUnavailable
-from serving import live, rollouts, services
+from serving import live, rollouts, rollups, services
 from serving.api.serializers import (
     DeploymentSerializer,
     DeploymentUpdateSerializer,
@@ -144,3 +147,40 @@ class LiveMetricsView(APIView):
             return Response(live.model_figures(model, int(raw)))
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis is unavailable: {exc}") from None
+
+
+class MetricHistoryView(APIView):
+    """A model's figures over any window, from the rollups in Postgres: per version the window's
+    summary and one point per period. `start`/`end` ISO 8601 (default: the last hour),
+    `resolution` 10 or 60 seconds (default: 10 up to 6 hours, else 60)."""
+
+    @extend_schema(parameters=[OpenApiParameter("start", str), OpenApiParameter("end", str),
+                               OpenApiParameter("resolution", int)], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, name: str) -> Response:
+        model = get_visible_model(request.user, name, request_token(request))
+        params = request.query_params
+        end = _when(params.get("end"), "end") or timezone.now()
+        start = _when(params.get("start"), "start") or end - timedelta(hours=1)
+        if start >= end:
+            raise InvalidInput("start must be before end")
+        raw = params.get("resolution")
+        if raw is None:
+            resolution = 10 if end - start <= timedelta(hours=6) else 60
+        elif raw in ("10", "60"):
+            resolution = int(raw)
+        else:
+            raise InvalidInput("resolution must be 10 or 60 (seconds)")
+        if (end - start).total_seconds() / resolution > 20_000:
+            raise InvalidInput("that window has more than 20000 periods at this resolution: use 60 or a shorter window")
+        versions = dict(model.versions.values_list("pk", "number"))
+        return Response({"model": model.name, "start": start.isoformat(), "end": end.isoformat(),
+                         "resolution": resolution, "versions": rollups.history(versions, start, end, resolution)})
+
+
+def _when(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    parsed = parse_datetime(raw)
+    if parsed is None:
+        raise InvalidInput(f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
