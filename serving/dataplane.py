@@ -149,6 +149,7 @@ class DataPlane:
         stream = version.stream
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
+        self.stats.in_flight[version.version_id] += 1
         try:
             limit = route.settings["max_queue_depth"]
             try:
@@ -179,6 +180,7 @@ class DataPlane:
                 ) from None
         finally:
             self.pending.pop(rid, None)
+            self.stats.in_flight[version.version_id] -= 1
         return self._answer(route, version, reply)
 
     # -- shadow ----------------------------------------------------------------------------------

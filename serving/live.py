@@ -12,7 +12,7 @@ from serving.wire import fresh_heartbeats, workers_key
 
 def _point(second: int, counts: Any) -> dict[str, Any]:
     summary = livestats.summarize(counts, 1)
-    return {"t": second, "rps": summary["requests"], "errors": summary["errors"],
+    return {"t": second, "rps": summary["requests"], "errors": summary["errors"], "in_flight": summary["in_flight"],
             "p50_ms": summary["latency_ms"]["total"]["p50"], "p95_ms": summary["latency_ms"]["total"]["p95"],
             "p99_ms": summary["latency_ms"]["total"]["p99"], "mean_batch_rows": summary["mean_batch_rows"]}
 

@@ -9,7 +9,8 @@ its counts to one Redis hash per version and second, `{prefix}:stats:{version_id
   b{rows}      requests by the number of rows in the batch they ran in
   sn se sr sa  shadow: mirrored requests, shadow failures, rows compared, rows whose argmax agreed
   sd           shadow: sum of each comparison's max absolute difference
-  s{i}         shadow latency histogram (total)"""
+  s{i}         shadow latency histogram (total)
+  f            requests in flight (waiting for their reply) summed over the processes' samples"""
 
 import asyncio
 import bisect
@@ -50,6 +51,7 @@ class LiveStats:
     def __init__(self) -> None:
         self.pending: dict[tuple[int, int], Counter[str]] = {}
         self.flusher: asyncio.Task[None] | None = None
+        self.in_flight: Counter[int] = Counter()  # version id → requests waiting for a reply now
 
     def _counts(self, version_id: int) -> Counter[str]:
         key = (version_id, int(time.time()))
@@ -95,6 +97,10 @@ class LiveStats:
                 logger.warning("live stats not written (Redis: %s); will retry", exc)
 
     async def flush(self, client: Any) -> None:
+        second = int(time.time())
+        for version_id, waiting in self.in_flight.items():
+            if waiting > 0:  # a sample per process per second: summed over processes in Redis
+                self.pending.setdefault((version_id, second), Counter())["f"] += waiting
         if not self.pending:
             return
         batch, self.pending = self.pending, {}
@@ -173,6 +179,7 @@ def summarize(counts: Counter[str], seconds: float) -> dict[str, Any]:
     return {
         "requests": requests,
         "rps": round(requests / seconds, 3) if seconds else 0.0,
+        "in_flight": round(counts.get("f", 0) / seconds, 2) if seconds else 0.0,
         "errors": errors,
         "error_rate": round(errors / requests, 5) if requests else 0.0,
         "codes": dict(sorted(codes.items())),

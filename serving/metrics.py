@@ -96,6 +96,12 @@ class WorkerCollector(Collector):
                                    labels=["worker", "model", "version"])
         memory = GaugeMetricFamily("paddock_worker_memory_bytes", "Resident memory of each worker process",
                                    labels=["worker"])
+        cpu = GaugeMetricFamily("paddock_worker_cpu_percent", "CPU used by each worker process (100 = one core)",
+                                labels=["worker"])
+        gpu_util = GaugeMetricFamily("paddock_worker_gpu_utilization_percent", "GPU utilisation (NVML)",
+                                     labels=["worker", "gpu"])
+        gpu_memory = GaugeMetricFamily("paddock_worker_gpu_memory_used_bytes", "GPU memory in use (NVML)",
+                                       labels=["worker", "gpu"])
         batches = CounterMetricFamily("paddock_inference_batches", "Batches executed by each worker",
                                       labels=["worker", "model", "version"])
         rows = CounterMetricFamily("paddock_inference_batch_rows", "Rows executed by each worker",
@@ -108,6 +114,10 @@ class WorkerCollector(Collector):
             seen: set[tuple[str, str, str]] = set()
             for worker, beat in workers.items():
                 memory.add_metric([worker], beat.get("rss", 0))
+                cpu.add_metric([worker], beat.get("cpu", 0.0))
+                for gpu in beat.get("gpus", []):
+                    gpu_util.add_metric([worker, str(gpu["index"])], gpu["util"])
+                    gpu_memory.add_metric([worker, str(gpu["index"])], gpu["memory_used"])
                 for held in beat.get("held", []):
                     labels = [worker, held["model"], str(held["number"])]
                     loaded.add_metric(labels, 1)
@@ -118,4 +128,4 @@ class WorkerCollector(Collector):
                 depth.add_metric([model, number], client.xlen(stream))
         except redis.RedisError:
             pass  # the metrics page must answer even while Redis is down
-        yield from (loaded, memory, batches, rows, depth)
+        yield from (loaded, memory, cpu, gpu_util, gpu_memory, batches, rows, depth)

@@ -9,8 +9,9 @@ Strategies and their steps:
 - direct: promote at once.
 - canary: `steps` are the candidate's weights (e.g. [10, 50, 100]); each is held at least
   `step_seconds` and must pass its gates before the next; passing at 100 promotes.
-- blue_green: the candidate is held warm (standby) until `min_workers` workers hold it, then
-  takes all traffic at once; passing its gates for `step_seconds` promotes.
+- blue_green: all traffic at once; passing its gates for `step_seconds` promotes.
+- canary, ab and blue_green first hold the candidate warm (standby, no traffic) until
+  `min_workers` live workers hold it (step -1), so that no caller waits for a load.
 - shadow: `steps[0]` percent of requests are mirrored to the candidate after their callers are
   answered; passing (agreement, shadow errors) for `step_seconds` promotes if `auto_promote`.
 - ab: `steps[0]` is the candidate's share, callers pinned by `sticky_by`/`sticky_key`; it runs
@@ -36,6 +37,9 @@ from serving import livestats
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutState, RolloutStrategy
 from serving.routes import load_model_route
 
+# The step before the first: the candidate is held warm by the workers, no traffic yet, so that
+# its first requests do not wait for a load (and its first figures are not a cold start's).
+WARMING = -1
 DEFAULT_STEPS = {"canary": [10, 50, 100], "ab": [50], "shadow": [100], "blue_green": [100], "direct": [100]}
 STICKY_KINDS = ("header", "parameter")
 
@@ -111,8 +115,10 @@ def start_rollout(*, actor: Actor, model: RegisteredModel, candidate: int, strat
         _event(actor, rollout, "start", f"{strategy} of v{candidate} over v{stable.number}", rollout.snapshot())
         if strategy == RolloutStrategy.DIRECT:
             _promote(actor, rollout, deployment, "direct promotion")
+        elif strategy == RolloutStrategy.SHADOW:
+            _enter_step(actor, rollout, deployment, 0)  # a cold shadow costs its callers nothing
         else:
-            _enter_step(actor, rollout, deployment, 0)
+            _enter_step(actor, rollout, deployment, WARMING)
     return rollout
 
 
@@ -137,8 +143,7 @@ def _split(rollout: Rollout, weight: float) -> list[dict[str, Any]]:
 def _enter_step(actor: Actor, rollout: Rollout, deployment: Deployment, index: int) -> None:
     """Apply step `index`; or, before the final step of a rollout that needs an admin's
     approval it does not have yet, wait for it."""
-    final = (rollout.strategy == "canary" and index == len(rollout.steps) - 1) or (
-        rollout.strategy == "blue_green" and index == 1)
+    final = rollout.strategy in ("canary", "blue_green") and index == len(rollout.steps) - 1
     if final and rollout.require_approval and rollout.approved_by_id is None:
         rollout.state = RolloutState.AWAITING_APPROVAL
         rollout.save(update_fields=["state"])
@@ -147,7 +152,10 @@ def _enter_step(actor: Actor, rollout: Rollout, deployment: Deployment, index: i
     rollout.step_index, rollout.step_started_at = index, timezone.now()
     rollout.save(update_fields=["step_index", "step_started_at"])
     candidate = rollout.candidate_version
-    if rollout.strategy == "canary":
+    if index == WARMING:
+        _set_traffic(deployment, standby=candidate)
+        message = f"warming v{candidate.number} before it takes traffic"
+    elif rollout.strategy == "canary":
         _set_traffic(deployment, routes=_split(rollout, rollout.steps[index]))
         message = f"v{candidate.number} takes {rollout.steps[index]:g}% of traffic"
     elif rollout.strategy == "ab":
@@ -157,10 +165,7 @@ def _enter_step(actor: Actor, rollout: Rollout, deployment: Deployment, index: i
     elif rollout.strategy == "shadow":
         _set_traffic(deployment, shadow=candidate, shadow_percent=rollout.steps[0])
         message = f"{rollout.steps[0]:g}% of requests mirrored to v{candidate.number}"
-    elif index == 0:  # blue_green: warm first
-        _set_traffic(deployment, standby=candidate)
-        message = f"warming v{candidate.number} on {deployment.min_workers} worker(s)"
-    else:
+    else:  # blue_green
         _set_traffic(deployment, routes=[{"version": candidate.number, "weight": 100}])
         message = f"v{candidate.number} takes all traffic"
     _event(actor, rollout, "step", message, {"step": index, "routes": deployment.routes,
@@ -235,7 +240,7 @@ def control(*, actor: Actor, rollout: Rollout, action: str, reason: str = "") ->
             if rollout.strategy == "shadow":
                 _promote(actor, rollout, deployment, f"promoted on approval{by}")
             else:
-                _enter_step(actor, rollout, deployment, len(rollout.steps) - 1 if rollout.strategy == "canary" else 1)
+                _enter_step(actor, rollout, deployment, len(rollout.steps) - 1)
         elif action == "promote":
             admin = actor.user is not None and actor.user.is_superuser
             if rollout.require_approval and rollout.approved_by_id is None and not admin:
@@ -266,7 +271,7 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
     seconds = max(1, end - start)
     candidate = livestats.summarize(livestats.read_window(conn, rollout.candidate_version_id, start, end), seconds)
     stable_start, stable_end = start, end
-    if rollout.strategy == "blue_green" and rollout.step_index > 0:
+    if rollout.strategy == "blue_green":
         # The stable version has no traffic after the switch: compare with its last window before.
         stable_start, stable_end = step_start - int(gates["window_seconds"]), step_start
     stable = livestats.summarize(livestats.read_window(conn, rollout.stable_version_id, stable_start, stable_end),
@@ -302,12 +307,14 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
     }
 
 
-def holders(version: ModelVersion, conn: Any) -> int:
+def holders(version: ModelVersion, conn: Any) -> tuple[int, int]:
+    """How many live workers hold the version, and how many live workers there are."""
     from serving.wire import fresh_heartbeats, stream_key, workers_key
 
     stream = stream_key(version.pk, version.sha256)
-    return sum(1 for beat in fresh_heartbeats(conn.hgetall(workers_key())).values()
-               if any(held["stream"] == stream for held in beat.get("held", [])))
+    beats = fresh_heartbeats(conn.hgetall(workers_key()))
+    return sum(1 for beat in beats.values() if any(held["stream"] == stream for held in beat.get("held", []))), \
+        len(beats)
 
 
 def tick(rollout_id: int, now: float | None = None) -> str:
@@ -320,14 +327,15 @@ def tick(rollout_id: int, now: float | None = None) -> str:
         if rollout is None:
             return "not running"
         deployment = Deployment.objects.select_for_update().get(model=rollout.model)
-        if rollout.strategy == "blue_green" and rollout.step_index == 0:
-            warm = holders(rollout.candidate_version, conn)
-            rollout.last_check = {"at": int(time.time()), "warm_workers": warm, "needed": deployment.min_workers}
+        if rollout.step_index == WARMING:
+            warm, live = holders(rollout.candidate_version, conn)
+            needed = max(1, min(deployment.min_workers, live))
+            rollout.last_check = {"at": int(time.time()), "warm_workers": warm, "needed": needed}
             rollout.save(update_fields=["last_check"])
-            if warm >= deployment.min_workers:
-                _enter_step(actor, rollout, deployment, 1)
-                return "switched"
-            return "warming"
+            if warm < needed:
+                return "warming"
+            _enter_step(actor, rollout, deployment, 0)
+            return "warm"
         verdict = judge(rollout, now, conn)
         rollout.last_check = verdict
         rollout.save(update_fields=["last_check"])

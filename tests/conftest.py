@@ -174,6 +174,23 @@ def web_server(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -
     stop(process)
 
 
+@pytest.fixture(scope="module")
+def beat(celery_worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """A real Celery beat, checking rollout gates every half second (the session's worker runs them)."""
+    folder = tmp_path_factory.mktemp("beat")
+    log = folder / "beat.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "console", "beat", "-l", "INFO", "-s", str(folder / "schedule")],
+            cwd=ROOT, env=child_env(PADDOCK_ROLLOUT_TICK_SECONDS="0.5"),
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    process = Process(popen, log)
+    _wait_for(lambda: b"beat: Starting" in log.read_bytes(), popen, log, "celery beat")
+    yield process
+    stop(process)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
     """Poll until predicate() is truthy; return its value or fail with a clear message."""
     deadline = time.monotonic() + timeout

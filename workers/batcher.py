@@ -41,6 +41,7 @@ from serving.wire import (
     workers_key,
 )
 from workers.cache import Held, ModelCache, Plan, rendezvous
+from workers.devices import CpuMeter, GpuMeter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Batcher:
         self.thread: threading.Thread | None = None
         self.next_plan = 0.0
         self.next_claim = 0.0
+        self.cpu = CpuMeter()
+        self.gpu = GpuMeter()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -259,6 +262,8 @@ class Batcher:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "rss": resident_bytes(),
+            "cpu": self.cpu.percent(),
+            "gpus": self.gpu.read(),
             "held": [h.describe() for h in self.cache.held.values()],
         }
         self.redis.hset(workers_key(), self.consumer, pack_heartbeat(beat))

@@ -67,6 +67,8 @@ class WorkerSerializer(serializers.Serializer):
     host = serializers.CharField()
     pid = serializers.IntegerField()
     memory_bytes = serializers.IntegerField()
+    cpu_percent = serializers.FloatField(help_text="Since the previous heartbeat; 100 = one core")
+    gpus = serializers.ListField(child=serializers.DictField(), help_text="NVML: index, name, util, memory_used/total")
     seconds_since_heartbeat = serializers.FloatField()
     versions = HeldVersionSerializer(many=True)
 

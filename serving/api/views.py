@@ -68,6 +68,7 @@ class WorkerListView(APIView):
         now = time.time()
         body = [
             {"name": name, "host": beat.get("host"), "pid": beat.get("pid"), "memory_bytes": beat.get("rss"),
+             "cpu_percent": beat.get("cpu", 0.0), "gpus": beat.get("gpus", []),
              "seconds_since_heartbeat": round(now - beat["ts"], 2),
              "versions": [{key: held[key] for key in ("model", "number", "provider", "batches", "rows")}
                           for held in beat.get("held", [])]}

@@ -62,7 +62,8 @@
       return "<tr data-version='" + v.version + "'><td>v" + v.version + "</td><td>" + cell(s.rps, 2) +
         "</td><td>" + s.errors + "</td><td>" + cell(t.p50) + "</td><td>" + cell(t.p95) + "</td><td>" + cell(t.p99) +
         "</td><td>" + cell(s.latency_ms.queue.p99) + "</td><td>" + cell(s.latency_ms.compute.p99) + "</td><td>" +
-        cell(s.mean_batch_rows) + "</td><td>" + v.queue_depth + "</td><td>" + v.workers.length + "</td></tr>";
+        cell(s.mean_batch_rows) + "</td><td>" + cell(s.in_flight) + "</td><td>" + v.queue_depth + "</td><td>" +
+        v.workers.length + "</td></tr>";
     }).join("");
   }
 

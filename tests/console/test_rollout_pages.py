@@ -36,7 +36,8 @@ def test_start_from_the_form_then_pause_and_roll_back(iris: Any) -> None:
         "candidate": 2, "strategy": "canary", "steps": "25, 100", "step_seconds": 30, "min_requests": "20"})
     assert started.status_code == 200, started.content.decode()
     html = started.content.decode()
-    assert 'data-version="2" data-weight="25.0"' in html and 'data-state="running"' in html
+    assert 'data-state="running"' in html and "Warming v2 on the workers before it takes traffic" in html
+    assert "v2 held warm (standby)" in html
     rollout = Rollout.objects.get()
     assert rollout.gate_settings["min_requests"] == 20 and rollout.steps == [25, 100]
     viewer = signed_in("viewer").post(f"/models/iris/rollouts/{rollout.pk}/pause/")

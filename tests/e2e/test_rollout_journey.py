@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_an_engineer_starts_a_canary_watches_it_live_and_rolls_it_back(
-    web_server: str, celery_worker: Any, cast: dict[str, Any], teams: dict[str, Any],
+    web_server: str, celery_worker: Any, beat: Any, cast: dict[str, Any], teams: dict[str, Any],
 ) -> None:
     actor = Actor(user=cast["engineer"])
     model = services.create_model(actor=actor, name="iris", team=teams["ml"])
@@ -61,7 +61,8 @@ def test_an_engineer_starts_a_canary_watches_it_live_and_rolls_it_back(
             form.locator("input[name=steps]").fill("50, 100")
             form.get_by_label("Hold each step (s)").fill("600")
             form.get_by_role("button", name="Start rollout").click()
-            expect(bar).to_contain_text("v2 · 50%")
+            # The beat sees v2 warm on the worker, then gives it its first step.
+            expect(bar).to_contain_text("v2 · 50%", timeout=30_000)
             expect(page.locator("#traffic-panel .rollout")).to_have_attribute("data-state", "running")
             # v2 now takes half the requests: its row and lines appear without a reload.
             expect(page.locator("#live-table tr[data-version='2']")).to_be_visible(timeout=30_000)
@@ -81,5 +82,5 @@ def test_an_engineer_starts_a_canary_watches_it_live_and_rolls_it_back(
         sender.join(timeout=60)
     rollout = Rollout.objects.get()
     assert rollout.state == "rolled_back"
-    assert list(rollout.events.values_list("kind", flat=True)) == ["start", "step", "rollback"]
+    assert list(rollout.events.values_list("kind", flat=True)) == ["start", "step", "step", "rollback"]
     assert {"1", "2"} <= set(answered)

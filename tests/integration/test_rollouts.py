@@ -2,11 +2,8 @@
 Celery worker with its batcher, a Celery beat judging the gates every half second, Redis,
 PostgreSQL, onnxruntime. Versions are told apart by their outputs, not only their labels."""
 
-import subprocess
-import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +16,9 @@ from console.models import AuditEvent
 from registry.models import ModelVersion
 from serving.models import Rollout
 from tests import models as built
-from tests.conftest import Process, _wait_for, child_env, spawn_web, stop, wait_until
+from tests.conftest import Process, spawn_web, stop, wait_until
 from tests.integration.conftest import Served, register_ready
 from tests.integration.test_serving import call, infer_json, rows
-
-
-@pytest.fixture(scope="module")
-def beat(celery_worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    """A real Celery beat, checking rollout gates every half second (the session's worker runs them)."""
-    folder = tmp_path_factory.mktemp("beat")
-    log = folder / "beat.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "console", "beat", "-l", "INFO", "-s", str(folder / "schedule")],
-            cwd=Path(__file__).resolve().parents[2], env=child_env(PADDOCK_ROLLOUT_TICK_SECONDS="0.5"),
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    process = Process(popen, log)
-    _wait_for(lambda: b"beat: Starting" in log.read_bytes(), popen, log, "celery beat")
-    yield process
-    stop(process)
 
 
 def document(x: np.ndarray) -> dict[str, Any]:
@@ -190,7 +170,7 @@ def test_a_healthy_canary_advances_step_by_step_and_is_promoted(
     rollout = Rollout.objects.get(pk=rollout_id)
     assert rollout.state == "promoted", rollout.reason
     kinds = list(rollout.events.values_list("kind", flat=True))
-    assert kinds == ["start", "step", "gate", "step", "gate", "promote"]
+    assert kinds == ["start", "step", "step", "gate", "step", "gate", "promote"]  # warming, 50%, 100%
     gate = rollout.events.filter(kind="gate").first()
     assert gate.figures["candidate"]["requests"] >= 10 and gate.figures["failures"] == []
     assert served.version.model.aliases.get(name="champion").version.number == 2

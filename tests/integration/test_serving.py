@@ -1,6 +1,7 @@
 """The v2 data plane through real processes: uvicorn (web), Redis, a Celery worker with its
 batcher, onnxruntime. Results are compared with onnxruntime run directly."""
 
+import glob
 import http.client
 import json
 import re
@@ -355,6 +356,7 @@ def test_metrics_are_prometheus_text(served: Served, web_server: str) -> None:
     assert "paddock_inference_batch_size_rows_bucket" in page
     assert 'paddock_worker_version_loaded{model="iris"' in page
     assert "paddock_worker_memory_bytes" in page and "paddock_inference_queue_depth" in page
+    assert "paddock_worker_cpu_percent{" in page
     assert call(web_server, "GET", "/metrics")[0] == 401
 
 
@@ -377,6 +379,8 @@ def test_torchscript_versions_are_served_by_torch(served: Served, web_server: st
 
 def test_workers_report_what_they_hold(served: Served, web_server: str, client_for: Any) -> None:
     workers = client_for("engineer", "read").get("/api/v1/workers/").json()
-    assert workers and workers[0]["memory_bytes"] > 0
+    assert workers and workers[0]["memory_bytes"] > 0 and workers[0]["cpu_percent"] >= 0
+    # GPU figures come from NVML, and only where a GPU is present.
+    assert bool(workers[0]["gpus"]) == bool(glob.glob("/dev/nvidia[0-9]*"))
     held = [v for w in workers for v in w["versions"] if v["model"] == "iris"]
     assert held and held[0]["number"] == 1 and held[0]["provider"] == "CPUExecutionProvider"

@@ -22,11 +22,20 @@ def test_canary_sets_its_first_step_and_records_it(iris: Any, client_for: Any) -
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["steps"] == [10, 50, 100] and body["state"] == "running" and body["stable_version"] == 1
+    # First the candidate is warmed on the workers, with no traffic...
     deployment = Deployment.objects.get(model=iris)
+    assert body["step_index"] == -1 and deployment.standby_version.number == 2 and deployment.routes == []
+    # ...then (the beat sees it held: tests/integration) its first step.
+    rollouts.tick(body["id"])
+    assert Rollout.objects.get(pk=body["id"]).step_index == -1  # no worker holds it here: still warming
+    rollouts._enter_step(Actor.system("tests"), Rollout.objects.get(pk=body["id"]), deployment, 0)
+    deployment.refresh_from_db()
     assert deployment.routes == [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]
-    assert [e["kind"] for e in body["events"]] == ["start", "step"]
+    assert deployment.standby_version is None
+    events = Rollout.objects.get(pk=body["id"]).events.values_list("kind", flat=True)
+    assert list(events) == ["start", "step", "step"]
     actions = AuditEvent.objects.filter(action__startswith="rollout.").order_by("id").values_list("action", flat=True)
-    assert list(actions) == ["rollout.start", "rollout.step"]
+    assert list(actions) == ["rollout.start", "rollout.step", "rollout.step"]
 
 
 @pytest.mark.django_db
@@ -97,7 +106,7 @@ def test_approval_before_the_final_step_is_an_admins(iris: Any, client_for: Any)
     record = Rollout.objects.get(pk=rollout["id"])
     deployment = Deployment.objects.get(model=iris)
     assert deployment.standby_version.number == 2 and deployment.routes == []
-    rollouts._enter_step(Actor.system("tests"), record, deployment, 1)  # the workers are warm
+    rollouts._enter_step(Actor.system("tests"), record, deployment, 0)  # the workers are warm
     assert Rollout.objects.get(pk=record.pk).state == "awaiting_approval"
     assert engineer.post(f"{base}/approve/").json()["detail"] == "only an admin can approve a rollout's final step"
     assert engineer.post(f"{base}/promote/").json()["detail"] == (
