@@ -6,10 +6,12 @@ For each model, one after the other:
    started as `make run` / docker-compose start them; models registered and deployed through the
    API), over v2 REST with JSON tensors, REST with binary tensors and the websocket stream;
 3. the naive server (bench/naive_server.py) with the same onnxruntime settings;
+4. with --peers, Seldon MLServer and PyTriton (bench/peers/), each from a virtualenv of its own
+   that the bench installs under bench/ on first use, with the same settings and the same bodies;
 cells interleaved in rounds, at 1, 16 and 64 closed-loop clients, load from a separate process
 (wrk with a Lua body for REST, bench/ws_load.py for websockets). Reports req/s, p50/p95/p99,
-errors, each side's CPU and Paddock's executed batch sizes; writes bench/results/<stamp>.json
-and .png; a full run also refreshes docs/benchmarks.md."""
+errors, each side's CPU and the executed batch sizes (Paddock's, Triton's); writes
+bench/results/<stamp>.json and .png; a full run also refreshes docs/benchmarks.md."""
 
 import argparse
 import json
@@ -34,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench import peers
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -97,15 +101,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def children(pid: int) -> list[int]:
-    found = []
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren and so on (PyTriton: python → tritonserver → backend stub)."""
+    parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in parents.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
     return found
 
 
@@ -128,7 +138,7 @@ class Stack:
         for process in self.processes.get(role, []):
             if process.poll() is None:
                 pids.append(process.pid)
-                pids.extend(children(process.pid))
+                pids.extend(descendants(process.pid))
         return pids
 
     def stop(self, role: str) -> None:
@@ -300,13 +310,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {"quick": args.quick, "models": args.models, "rounds": args.rounds, "seconds": args.seconds,
                    "clients": args.clients, "web_processes": args.web_processes, "workers": 1,
-                   "intra_op_threads": args.intra_op_threads, "max_batch_size": 64, "max_queue_delay_ms": 0},
+                   "intra_op_threads": args.intra_op_threads, "max_batch_size": 64, "max_queue_delay_ms": 0,
+                   "peers": args.peers},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "raw": {}, "cells": [],
+        "raw": {}, "cells": [], "peers": {},
     }
     import onnxruntime
 
     report["machine"]["onnxruntime"] = onnxruntime.__version__
+    installed: dict[str, dict[str, Any]] = {}
+    for peer in args.peers:
+        report["peers"][peer] = {"settings": peers.settings(peer)}
+        try:
+            installed[peer] = peers.install(peer, log)
+            report["peers"][peer].update(installed[peer])
+        except (peers.PeerUnavailable, OSError) as error:
+            log(f"{peer}: not installed, measuring without it: {error}")
+            report["peers"][peer]["error"] = f"install: {error}"
     try:
         artifacts = {name: artifact(name, CACHE) for name in args.models}
         rows = {name: MODELS[name].row() for name in args.models}
@@ -335,6 +355,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             naive_url = f"http://127.0.0.1:{naive_port}/v2/models/{slug}/infer"
             naive_body = json_file.read_bytes()
             wait_for(lambda url=naive_url, body=naive_body: _posts(url, body), "naive server")
+            live: dict[str, peers.Launch] = {}
+            for peer in installed:
+                try:
+                    live[peer] = start_peer(stack, peer, installed[peer], workdir=workdir, artifact=artifacts[name],
+                                            model=slug, args=args, body=naive_body)
+                    report["peers"][peer]["server"] = _server_version(live[peer])
+                except (RuntimeError, OSError) as error:
+                    log(f"{peer}: cannot serve {name}, measuring without it: {error}")
+                    earlier = report["peers"][peer].get("error")
+                    report["peers"][peer]["error"] = "; ".join(filter(None, [earlier, f"{name}: {error}"]))
             targets = {
                 "naive": dict(url=naive_url, body_file=json_file),
                 "rest_json": dict(url=f"{paddock.base}/v2/models/{slug}/infer", body_file=json_file,
@@ -343,29 +373,40 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                     token=paddock.token, header_length=header_length),
                 "websocket": dict(url=f"ws://127.0.0.1:{paddock.port}/ws/v2/models/{slug}/infer",
                                   body_file=json_file, token=paddock.token),
+                **{peer: dict(url=launch.url, body_file=json_file) for peer, launch in live.items()},
             }
             for path, target in targets.items():  # warm up every path once
                 run_load(path, clients=4, seconds=min(1.0, args.seconds), **target)
+                if path in live:
+                    _drain(path, live[path], naive_body)
+            paths = [*args.paths, *live]  # peers' cells interleaved in the same rounds
             for round_number in range(args.rounds):
                 for clients in args.clients:
-                    for path in args.paths:
-                        roles = ["naive"] if path == "naive" else ["web", "worker", "redis"]
+                    for path in paths:
+                        roles = [path] if path == "naive" or path in live else ["web", "worker", "redis"]
                         cpu_before = {role: cpu_seconds(stack.pids(role)) for role in roles}
-                        batches_before = paddock.batch_counters(slug) if path != "naive" else (0.0, 0.0)
+                        batches_before = _batch_counters(path, paddock, slug, live)
                         cell = run_load(path, clients=clients, seconds=seconds, **targets[path])
                         cell.update(model=name, path=path, clients=clients, round=round_number)
                         for role in roles:
                             cell[f"cpu_{role}_s"] = round(cpu_seconds(stack.pids(role)) - cpu_before[role], 2)
-                        if path != "naive":
-                            time.sleep(1.1)  # workers publish their batch counters once a second
-                            after = paddock.batch_counters(slug)
+                        if batches_before is not None:
+                            if path not in live:
+                                time.sleep(1.1)  # workers publish their batch counters once a second
+                            after = _batch_counters(path, paddock, slug, live) or batches_before
                             batches, executed = after[0] - batches_before[0], after[1] - batches_before[1]
                             cell["batches"] = batches
                             cell["mean_batch_rows"] = round(executed / batches, 2) if batches else None
+                        if path in live:
+                            drained = _drain(path, live[path], naive_body)
+                            if drained:
+                                cell["drain_error"] = drained
                         report["cells"].append(cell)
                         log(f"{name} round {round_number + 1} {path:11} c={clients:<3} {cell['rps']:9.0f} req/s  "
                             f"p50 {cell['p50_ms']:.2f} ms  p99 {cell['p99_ms']:.2f} ms  errors {cell['errors']}")
             stack.stop("naive")
+            for peer in live:
+                stack.stop(peer)
     finally:
         stack.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -373,27 +414,87 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _posts(url: str, body: bytes) -> bool:
+def _posts(url: str, body: bytes, timeout: float = 10) -> bool:
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status == 200
+
+
+def start_peer(stack: Stack, peer: str, installed: dict[str, Any], *, workdir: Path, artifact: Path, model: str,
+               args: argparse.Namespace, body: bytes) -> peers.Launch:
+    """Starts the peer serving one model and waits for it to answer the bench's body."""
+    launch = peers.launch(peer, installed, workdir=workdir, artifact=artifact, model=model,
+                          intra_op_threads=args.intra_op_threads, ports=(free_port(), free_port(), free_port()))
+    process = stack.start(peer, launch.command, launch.env)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            lines = (workdir / f"{peer}.log").read_text(errors="replace").strip().splitlines()
+            errors = [line.strip() for line in lines if re.search(r"error|exception", line, re.I)]
+            raise peers.PeerUnavailable(f"exited with status {process.returncode}: "
+                                        + " / ".join(errors[-2:] or lines[-8:])[-1500:])
+        return _posts(launch.url, body)
+
+    try:
+        wait_for(answers, peer, timeout=180)
+    except (RuntimeError, OSError):
+        stack.stop(peer)
+        raise
+    return launch
+
+
+def _server_version(launch: peers.Launch) -> str:
+    try:
+        with urllib.request.urlopen(f"{launch.server_url}/v2", timeout=10) as response:
+            metadata = json.loads(response.read())
+        return f"{metadata.get('name')} {metadata.get('version')}"
+    except (OSError, ValueError) as error:
+        return f"unknown ({error})"
+
+
+def _drain(peer: str, launch: peers.Launch, body: bytes) -> str | None:
+    """One request after a load cell, with time to finish the cell's backlog (a slow peer may still
+    be draining it), so that no cell starts beside another's leftovers."""
+    try:
+        _posts(launch.url, body, timeout=30)
+        return None
+    except OSError as error:
+        log(f"{peer}: still busy 30 s after its cell: {error}")
+        return str(error)
+
+
+def _batch_counters(path: str, paddock: Paddock, model: str,
+                    live: dict[str, peers.Launch]) -> tuple[float, float] | None:
+    """(batches, rows) executed so far on this path's side, where it counts them."""
+    if path == "naive":
+        return None
+    if path not in live:
+        return paddock.batch_counters(model)
+    metrics_url = live[path].metrics_url
+    if metrics_url is None:
+        return None  # MLServer's /metrics has no executed-batch metric
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:
+            return peers.triton_batch_counters(response.read().decode(), model)
+    except OSError:
+        return None
 
 
 def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model, path and client count: medians over rounds, with the ratio to the
-    raw limit (its best batch) and to the naive server measured in the same round."""
+    raw limit (its best batch) and to the naive server measured in the same round; Paddock's
+    rows also carry their ratio to each peer measured in the same round."""
     rows = []
     cells = report["cells"]
+    peer_names = report["config"].get("peers", [])
     for model in report["config"]["models"]:
         raw_best = max(report["raw"][model].values())
-        for path in PATHS:
+        for path in [*PATHS, *peer_names]:
             for clients in report["config"]["clients"]:
                 mine = [c for c in cells if c["model"] == model and c["path"] == path and c["clients"] == clients]
                 if not mine:
                     continue
-                naive = {c["round"]: c["rps"] for c in cells
-                         if c["model"] == model and c["path"] == "naive" and c["clients"] == clients}
-                ratios = [c["rps"] / naive[c["round"]] for c in mine if naive.get(c["round"])]
+                ratios = _round_ratios(mine, cells, "naive")
                 row = {
                     "model": model, "path": path, "clients": clients,
                     "rps": statistics.median(c["rps"] for c in mine),
@@ -408,8 +509,21 @@ def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "cpu_s": {key.removeprefix("cpu_").removesuffix("_s"): statistics.median(c[key] for c in mine)
                               for key in mine[0] if key.startswith("cpu_")},
                 }
+                if path in PATHS and path != "naive":
+                    for peer in peer_names:
+                        to_peer = _round_ratios(mine, cells, peer)
+                        row[f"ratio_to_{peer}"] = statistics.median(to_peer) if to_peer else None
+                        row[f"ratio_to_{peer}_range"] = [min(to_peer), max(to_peer)] if to_peer else None
                 rows.append(row)
     return rows
+
+
+def _round_ratios(mine: list[dict[str, Any]], cells: list[dict[str, Any]], other: str) -> list[float]:
+    """rps of each of `mine` over the `other` path's rps in the same model, client count and round."""
+    model, clients = mine[0]["model"], mine[0]["clients"]
+    theirs = {c["round"]: c["rps"] for c in cells
+              if c["model"] == model and c["path"] == other and c["clients"] == clients}
+    return [c["rps"] / theirs[c["round"]] for c in mine if theirs.get(c["round"])]
 
 
 def _median_or_none(values: list[Any]) -> float | None:
@@ -420,16 +534,16 @@ def _median_or_none(values: list[Any]) -> float | None:
 # -- output -----------------------------------------------------------------------------------
 
 def table(report: dict[str, Any]) -> str:
+    peer_names = _measured_peers(report)
     lines = ["| model | path | clients | req/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw | ÷ naive (range) "
-             "| batch rows | CPU s (server / loadgen) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             + "".join(f"| ÷ {peer} (range) " for peer in peer_names) + "| batch rows | CPU s (server / loadgen) |",
+             "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(peer_names) + "---|---|"]
     for row in report["summary"]:
-        naive = "" if row["ratio_to_naive"] is None or row["path"] == "naive" else (
-            f"{row['ratio_to_naive']:.2f} ({row['ratio_to_naive_range'][0]:.2f}–{row['ratio_to_naive_range'][1]:.2f})")
+        ratios = "".join(f"{_ratio(row, other)} | " for other in ["naive", *peer_names])
         server_cpu = sum(v for k, v in row["cpu_s"].items() if k != "loadgen")
         lines.append(
             f"| {row['model']} | {row['path']} | {row['clients']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
-            f"{row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {row['ratio_to_raw']:.3f} | {naive} | "
+            f"{row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {row['ratio_to_raw']:.3f} | {ratios}"
             f"{'' if row['mean_batch_rows'] is None else row['mean_batch_rows']} | "
             f"{server_cpu:.1f} / {row['cpu_s'].get('loadgen', 0):.1f} |")
     raw = ["| model | b=1 | b=4 | b=16 | b=64 |", "|---|---|---|---|---|"]
@@ -437,6 +551,18 @@ def table(report: dict[str, Any]) -> str:
         raw.append(f"| {model} | " + " | ".join(f"{limits[b]:,.0f}" for b in ("1", "4", "16", "64")) + " |")
     return "Raw onnxruntime in process, rows/s:\n\n" + "\n".join(raw) + "\n\nServers, one-row requests:\n\n" + \
         "\n".join(lines)
+
+
+def _measured_peers(report: dict[str, Any]) -> list[str]:
+    return [p for p in report["config"].get("peers", []) if any(r["path"] == p for r in report["summary"])]
+
+
+def _ratio(row: dict[str, Any], other: str) -> str:
+    """A row's median ratio to `other` with its range over rounds; blank where it has none."""
+    if row["path"] == other or row.get(f"ratio_to_{other}") is None:
+        return ""
+    low, high = row[f"ratio_to_{other}_range"]
+    return f"{row[f'ratio_to_{other}']:.2f} ({low:.2f}–{high:.2f})"
 
 
 def chart(report: dict[str, Any], target: Path) -> None:
@@ -447,12 +573,16 @@ def chart(report: dict[str, Any], target: Path) -> None:
 
     models = report["config"]["models"]
     figure, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
+    peer_names = _measured_peers(report)
     for column, model in enumerate(models):
-        for path in PATHS:
+        for path in [*PATHS, *peer_names]:
             rows = [r for r in report["summary"] if r["model"] == model and r["path"] == path]
+            if not rows:
+                continue
             clients = [r["clients"] for r in rows]
-            axes[0][column].plot(clients, [r["rps"] for r in rows], marker="o", label=path)
-            axes[1][column].plot(clients, [r["p99_ms"] for r in rows], marker="o", label=path)
+            style = {"marker": "s", "linestyle": ":"} if path in peer_names else {"marker": "o"}
+            axes[0][column].plot(clients, [r["rps"] for r in rows], label=path, **style)
+            axes[1][column].plot(clients, [r["p99_ms"] for r in rows], label=path, **style)
         axes[0][column].axhline(max(report["raw"][model].values()), color="grey", linestyle="--",
                                 label="raw onnxruntime (best batch)")
         axes[0][column].set_title(f"{model}: throughput")
@@ -471,6 +601,20 @@ def chart(report: dict[str, Any], target: Path) -> None:
     plt.close(figure)
 
 
+def _peers_line(report: dict[str, Any]) -> str:
+    """'; peers: mlserver 1.7.1 (…), …' for the doc's header line, or nothing."""
+    described = []
+    for peer, info in report.get("peers", {}).items():
+        if "version" not in info or "server" not in info:
+            described.append(f"{peer} not measured ({info.get('error', 'unknown')})")
+            continue
+        settings = ", ".join(f"{k} {v}" for k, v in info["settings"].items() if k != "runtime")
+        named = f"{peer} {info['version']}"
+        server = "" if info["server"] == named else f" on {info['server']}"  # PyTriton runs Triton's server
+        described.append(f"{named}{server} ({settings})")
+    return "; peers: " + "; ".join(described) if described else ""
+
+
 def update_doc(report: dict[str, Any], chart_file: Path) -> None:
     shutil.copyfile(chart_file, ROOT / "docs" / "benchmarks.png")
     (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(report, indent=1))
@@ -478,7 +622,8 @@ def update_doc(report: dict[str, Any], chart_file: Path) -> None:
     block = (f"<!-- bench:begin (written by `make bench`) -->\nLatest full run: {report['started_at']}, "
              f"{report['machine']['cpus']} CPUs, onnxruntime {report['machine']['onnxruntime']}, "
              f"{config['web_processes']} web process(es) + 1 worker, intra-op threads "
-             f"{config['intra_op_threads']}, {config['rounds']} rounds × {config['seconds']} s per cell.\n\n"
+             f"{config['intra_op_threads']}, {config['rounds']} rounds × {config['seconds']} s per cell"
+             f"{_peers_line(report)}.\n\n"
              f"{table(report)}\n\n![throughput and p99 per path](benchmarks.png)\n\nEvery cell of that run: "
              f"[benchmarks.json](benchmarks.json).\n<!-- bench:end -->")
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
@@ -497,7 +642,8 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=2)
     parser.add_argument("--intra-op-threads", type=int, default=2)
     parser.add_argument("--paths", default=",".join(PATHS), help="a subset of " + ",".join(PATHS))
-    parser.add_argument("--peers", default="", help="mlserver,pytriton (not built yet)")
+    parser.add_argument("--peers", default="", help="also measure mlserver and/or pytriton (comma-separated); "
+                        "each is installed into bench/.venv-<peer> on first use")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
     parser.add_argument("--replot", type=Path, default=None, help="redraw the chart (and docs) of a results JSON")
     args = parser.parse_args()
@@ -513,8 +659,10 @@ def main() -> None:
     args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]
     args.clients = [int(c) for c in args.clients.split(",")]
     args.paths = [p for p in PATHS if p in args.paths.split(",")]
-    if args.peers:
-        log(f"peers {args.peers}: not built yet; measuring without them")
+    args.peers = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
+    unknown = set(args.peers) - set(peers.NAMES)
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(sorted(unknown))}: choose from {', '.join(peers.NAMES)}")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     report = measure(args)

@@ -1,0 +1,63 @@
+"""The bench's PyTriton server: one ONNX model behind Triton's dynamic batcher, one onnxruntime
+session with the naive server's settings (CPU provider, spinning off). Runs inside
+bench/.venv-pytriton; Triton answers KServe v2 on --http-port.
+Run: python bench/peers/pytriton_server.py MODEL.onnx NAME --http-port P --grpc-port G --metrics-port M"""
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig
+
+DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+          "tensor(double)": np.float64}
+
+
+def tensors(arguments: list[ort.NodeArg]) -> list[Tensor]:
+    """Triton's tensors are declared without the batch axis; symbolic axes become -1."""
+    return [Tensor(name=a.name, dtype=DTYPES[a.type], shape=tuple(d if isinstance(d, int) else -1 for d in a.shape[1:]))
+            for a in arguments]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("name")
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--intra-op-threads", type=int, default=0)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--workspace", type=Path, default=None, help="a folder to create (default: a temporary one)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
+    outputs = [o.name for o in session.get_outputs()]
+
+    @batch
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, session.run(outputs, inputs), strict=True))
+
+    config = TritonConfig(http_address="127.0.0.1", http_port=args.http_port, grpc_address="127.0.0.1",
+                          grpc_port=args.grpc_port, metrics_port=args.metrics_port, log_verbose=0)
+    # SIGTERM (the bench's stop) as Ctrl-C: serve() then stops Triton and removes its workspace.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with Triton(config=config, workspace=args.workspace) as triton:
+        # Triton's default queue delay (0): a batch is whatever has queued while the model ran.
+        triton.bind(model_name=args.name, infer_func=infer, inputs=tensors(session.get_inputs()),
+                    outputs=tensors(session.get_outputs()),
+                    config=ModelConfig(max_batch_size=args.max_batch_size, batcher=DynamicBatcher()))
+        triton.serve()
+
+
+if __name__ == "__main__":
+    main()
