@@ -43,7 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / "bench" / ".cache"
 DOC = ROOT / "docs" / "benchmarks.md"
-PATHS = ["naive", "rest_json", "rest_binary", "websocket"]
+PATHS = ["naive", "rest_json", "rest_binary", "websocket", "shadow"]
+# "shadow": REST binary to a twin deployment of M1 that mirrors 100% of its requests to a second
+# version after each answer; its live p50 is compared with rest_binary's (issue: within 10%).
+SHADOW_MODELS = {"M1"}
 # Cells last long enough to see about this many requests at the raw limit (slow models get longer cells).
 CELL_REQUESTS = 250
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
@@ -210,22 +213,42 @@ class Paddock:
     def get(self, path: str) -> tuple[int, bytes]:
         return self.request("GET", path)
 
-    def register(self, name: str, artifact: Path, max_batch_size: int) -> None:
-        """As a user would: create the model, upload the version, configure the deployment."""
-        self.request("POST", "/api/v1/models/", json.dumps({"name": name, "team": "bench"}).encode())
+    def upload(self, name: str, data: bytes, filename: str) -> None:
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"{artifact.name}\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n").encode() + artifact.read_bytes() + \
-            f"\r\n--{boundary}--\r\n".encode()
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"{filename}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
         status, payload = self.request("POST", f"/api/v1/models/{name}/versions/", body,
                                        f"multipart/form-data; boundary={boundary}")
         if status not in (200, 201):
             raise RuntimeError(f"upload of {name} failed: {status} {payload[:300]!r}")
-        settings = {"max_batch_size": max_batch_size, "max_queue_depth": 100_000, "default_timeout_ms": 120_000}
+
+    def configure(self, name: str, settings: dict[str, Any]) -> None:
         status, payload = self.request("PATCH", f"/api/v1/deployments/{name}/", json.dumps(settings).encode())
         if status != 200:
             raise RuntimeError(f"deployment of {name} failed: {status} {payload[:300]!r}")
+
+    def register(self, name: str, artifact: Path, max_batch_size: int) -> None:
+        """As a user would: create the model, upload the version, configure the deployment."""
+        self.request("POST", "/api/v1/models/", json.dumps({"name": name, "team": "bench"}).encode())
+        self.upload(name, artifact.read_bytes(), artifact.name)
+        self.configure(name, {"max_batch_size": max_batch_size, "max_queue_depth": 100_000,
+                              "default_timeout_ms": 120_000})
         wait_for(lambda: self.get(f"/v2/models/{name}/ready")[0] == 200, f"{name} served", timeout=300)
+
+    def register_shadowed(self, name: str, artifact: Path, max_batch_size: int) -> None:
+        """The same model, v1 live and v2 (the same graph, other bytes) its 100% shadow."""
+        import onnx
+
+        self.register(name, artifact, max_batch_size)
+        twin = onnx.load_from_string(artifact.read_bytes())
+        twin.producer_version = f"{twin.producer_version}-shadow"
+        self.upload(name, twin.SerializeToString(), artifact.name)
+        wait_for(lambda: self.get(f"/api/v1/models/{name}/versions/2/")[0] == 200 and
+                 json.loads(self.get(f"/api/v1/models/{name}/versions/2/")[1])["status"] == "ready",
+                 f"{name} v2 validated", timeout=300)
+        self.configure(name, {"active_version": 1, "shadow_version": 2, "shadow_percent": 100})
+        wait_for(lambda: self.get(f"/v2/models/{name}/versions/2/ready")[0] == 200, f"{name} shadow held",
+                 timeout=300)
 
     def batch_counters(self, name: str) -> tuple[float, float]:
         _, text = self.get("/metrics")
@@ -343,6 +366,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             report.setdefault("deployments", {})[name] = {"max_batch_size": max_batch, "cell_seconds": seconds}
             log(f"registering {name} through the API (max_batch_size {max_batch}, {seconds:.0f} s cells)")
             paddock.register(slug, artifacts[name], max_batch)
+            shadowed = name in SHADOW_MODELS and "shadow" in args.paths
+            if shadowed:
+                log(f"registering {slug}-shadowed: v1 live, v2 a 100% shadow")
+                paddock.register_shadowed(f"{slug}-shadowed", artifacts[name], max_batch)
             json_file, binary_file = workdir / f"{slug}.json", workdir / f"{slug}.bin"
             json_file.write_bytes(json_body(rows[name]))
             binary, header_length = binary_body(rows[name])
@@ -375,11 +402,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                   body_file=json_file, token=paddock.token),
                 **{peer: dict(url=launch.url, body_file=json_file) for peer, launch in live.items()},
             }
+            if shadowed:
+                targets["shadow"] = dict(url=f"{paddock.base}/v2/models/{slug}-shadowed/infer", body_file=binary_file,
+                                         token=paddock.token, header_length=header_length)
             for path, target in targets.items():  # warm up every path once
                 run_load(path, clients=4, seconds=min(1.0, args.seconds), **target)
                 if path in live:
                     _drain(path, live[path], naive_body)
-            paths = [*args.paths, *live]  # peers' cells interleaved in the same rounds
+            # Peers' cells interleaved in the same rounds; the shadow row for the models that have it.
+            paths = [p for p in [*args.paths, *live] if p != "shadow" or shadowed]
             for round_number in range(args.rounds):
                 for clients in args.clients:
                     for path in paths:
@@ -469,7 +500,7 @@ def _batch_counters(path: str, paddock: Paddock, model: str,
     if path == "naive":
         return None
     if path not in live:
-        return paddock.batch_counters(model)
+        return paddock.batch_counters(f"{model}-shadowed" if path == "shadow" else model)
     metrics_url = live[path].metrics_url
     if metrics_url is None:
         return None  # MLServer's /metrics has no executed-batch metric
@@ -515,6 +546,11 @@ def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
                         row[f"ratio_to_{peer}"] = statistics.median(to_peer) if to_peer else None
                         row[f"ratio_to_{peer}_range"] = [min(to_peer), max(to_peer)] if to_peer else None
                 rows.append(row)
+    for row in rows:
+        if row["path"] == "shadow":
+            plain = next((r for r in rows if r["model"] == row["model"] and r["clients"] == row["clients"]
+                          and r["path"] == "rest_binary"), None)
+            row["p50_vs_rest_binary"] = row["p50_ms"] / plain["p50_ms"] if plain and plain["p50_ms"] else None
     return rows
 
 
@@ -546,6 +582,11 @@ def table(report: dict[str, Any]) -> str:
             f"{row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {row['ratio_to_raw']:.3f} | {ratios}"
             f"{'' if row['mean_batch_rows'] is None else row['mean_batch_rows']} | "
             f"{server_cpu:.1f} / {row['cpu_s'].get('loadgen', 0):.1f} |")
+    shadow = [r for r in report["summary"] if r["path"] == "shadow" and r.get("p50_vs_rest_binary")]
+    if shadow:
+        lines.append("\nShadow (every request mirrored to a second version after its answer): live p50 ÷ "
+                     "rest_binary's p50 at " + ", ".join(f"{r['model']} c={r['clients']}: {r['p50_vs_rest_binary']:.2f}"
+                                                         for r in shadow))
     raw = ["| model | b=1 | b=4 | b=16 | b=64 |", "|---|---|---|---|---|"]
     for model, limits in report["raw"].items():
         raw.append(f"| {model} | " + " | ".join(f"{limits[b]:,.0f}" for b in ("1", "4", "16", "64")) + " |")

@@ -65,6 +65,9 @@ return {1, redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])}
 """
 
 ROUTE_TTL = 0.5
+# Mirrored requests are held this long and sent together; beyond the backlog they are skipped.
+SHADOW_DELAY_SECONDS = 0.05
+MAX_SHADOW_BACKLOG = 4096
 HOLDERS_TTL = 1.0
 # The web process waits a little past the deadline for the worker's own timeout reply.
 DEADLINE_GRACE_SECONDS = 0.25
@@ -97,6 +100,7 @@ class DataPlane:
         self.holders_expire = 0.0
         self.stats = LiveStats()
         self.shadows: set[asyncio.Task[None]] = set()
+        self.shadow_outbox: list[tuple[ModelRoute, VersionRoute, InferRequest, int, Answer]] = []
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -187,15 +191,30 @@ class DataPlane:
 
     def mirror(self, route: ModelRoute, request: InferRequest, rows: int, live: Answer) -> None:
         """Call after the caller has its answer: run the same request on the shadow version and
-        count how its output compares. Nothing of it reaches the caller."""
+        count how its output compares. Nothing of it reaches the caller.
+
+        Mirrored requests wait in this process up to SHADOW_DELAY_SECONDS and leave together, so
+        the worker runs them as one batch instead of interleaving one shadow run with each live
+        request (at one client that doubled the live path's round trips: p50 1.45 → 2.18 ms)."""
         if not traffic.mirrored(route):
             return
         version = route.versions.get(route.shadow[0]) if route.shadow else None
         if version is None or version.status != "ready":
             return
-        task = asyncio.get_running_loop().create_task(self._shadow(route, version, request, rows, live))
-        self.shadows.add(task)
-        task.add_done_callback(self.shadows.discard)
+        if len(self.shadow_outbox) + len(self.shadows) >= MAX_SHADOW_BACKLOG:
+            metrics.shadow(route.name, str(version.number), "skipped", None)  # the shadow can't keep up
+            return
+        self.shadow_outbox.append((route, version, request, rows, live))
+        if len(self.shadow_outbox) == 1:
+            asyncio.get_running_loop().call_later(SHADOW_DELAY_SECONDS, self._release_shadows)
+
+    def _release_shadows(self) -> None:
+        batch, self.shadow_outbox = self.shadow_outbox, []
+        loop = asyncio.get_running_loop()
+        for route, version, request, rows, live in batch:
+            task = loop.create_task(self._shadow(route, version, request, rows, live))
+            self.shadows.add(task)
+            task.add_done_callback(self.shadows.discard)
 
     async def _shadow(self, route: ModelRoute, version: VersionRoute, request: InferRequest, rows: int,
                       live: Answer) -> None:
@@ -208,7 +227,7 @@ class DataPlane:
             logger.debug("shadow request to %s v%s failed: %s", route.name, version.number, exc)
         total_ms = (time.perf_counter() - started) * 1000
         self.stats.shadow(version.version_id, ok=ok, total_ms=total_ms, comparison=comparison)
-        metrics.shadow(route.name, str(version.number), ok, comparison)
+        metrics.shadow(route.name, str(version.number), "ok" if ok else "error", comparison)
 
     def _answer(self, route: ModelRoute, version: VersionRoute, reply: dict[str, Any]) -> Answer:
         status, error = reply["s"], reply["e"]

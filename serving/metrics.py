@@ -35,8 +35,9 @@ SHADOW_DIFF = Histogram("paddock_shadow_max_abs_difference", "Largest absolute o
                         registry=REGISTRY)
 
 
-def shadow(model: str, version: str, ok: bool, comparison: dict[str, Any] | None) -> None:
-    SHADOW_REQUESTS.labels(model, version, "ok" if ok else "error").inc()
+def shadow(model: str, version: str, outcome: str, comparison: dict[str, Any] | None) -> None:
+    """outcome: ok, error (the shadow failed), skipped (its backlog was full)."""
+    SHADOW_REQUESTS.labels(model, version, outcome).inc()
     if comparison is not None:
         SHADOW_ROWS.labels(model, version).inc(comparison["rows"])
         SHADOW_AGREE.labels(model, version).inc(comparison["agree"])

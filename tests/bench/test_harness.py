@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-EXPECTED_PATHS = {"naive", "rest_json", "rest_binary", "websocket"}
+EXPECTED_PATHS = {"naive", "rest_json", "rest_binary", "websocket", "shadow"}
 
 
 def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
@@ -30,5 +30,7 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
             assert row["ratio_to_naive"] > 0 and len(row["ratio_to_naive_range"]) == 2
             assert row["mean_batch_rows"] >= 1
             assert {"web", "worker", "redis", "loadgen"} <= set(row["cpu_s"])
+    shadow = [r for r in rows if r["path"] == "shadow"]
+    assert all(r["p50_vs_rest_binary"] > 0 for r in shadow)  # M1 with a 100% shadow, beside the plain row
     assert output.with_suffix(".png").stat().st_size > 10_000
     assert "| M1 | rest_binary | 64 |" in run.stdout

@@ -188,13 +188,15 @@ def test_a_healthy_canary_advances_step_by_step_and_is_promoted(
 @pytest.mark.parametrize("bad", ["errors", "slow"])
 def test_a_bad_canary_is_rolled_back_by_its_gates(
         served: Served, web_server: str, client_for: Any, cast: dict[str, Any], beat: Process, bad: str) -> None:
-    add_version(served, cast, built.picky_mlp_onnx() if bad == "errors" else built.slow_mlp_onnx())
+    add_version(served, cast, built.picky_mlp_onnx() if bad == "errors" else built.slow_mlp_onnx(depth=400))
     api = client_for("engineer")
     pin_v1(api)
     x = rows(1, seed=4)
     if bad == "errors":
         x[0, 0] = 99.0  # v1 answers this; v2 fails on it
-    with Traffic(web_server, served.token, x, clients=4) as traffic:
+    # One client for the slow case: with more, v1's requests queue behind v2's runs on the one
+    # worker and both versions' p99 grow together.
+    with Traffic(web_server, served.token, x, clients=4 if bad == "errors" else 1) as traffic:
         response = api.post("/api/v1/models/iris/rollouts/", {
             "candidate": 2, "strategy": "canary", "steps": [50, 100], "step_seconds": 300,
             "gates": {"min_requests": 10, "window_seconds": 10}}, format="json")
