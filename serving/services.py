@@ -25,21 +25,29 @@ def _servable(model: RegisteredModel, number: int) -> ModelVersion:
     return version
 
 
+def check_routes(model: RegisteredModel, routes: Any) -> list[dict[str, Any]]:
+    """A weighted split as the deployment stores it, or InvalidInput saying what is wrong."""
+    if not isinstance(routes, list) or any(
+            not isinstance(arm, dict) or not isinstance(arm.get("version"), int)
+            or not isinstance(arm.get("weight"), int | float) or arm["weight"] < 0 for arm in routes):
+        raise InvalidInput('routes must be a list of {"version": number, "weight": percent}')
+    numbers = [arm["version"] for arm in routes]
+    if len(set(numbers)) != len(numbers):
+        raise InvalidInput("each version may appear once in routes")
+    for number in numbers:
+        _servable(model, number)
+    if routes and abs(sum(arm["weight"] for arm in routes) - 100) > 1e-6:
+        raise InvalidInput(f"route weights must sum to 100, not {sum(arm['weight'] for arm in routes):g}")
+    return [{"version": arm["version"], "weight": arm["weight"]} for arm in routes]
+
+
 def _apply_traffic(model: RegisteredModel, deployment: Deployment, changes: dict[str, Any]) -> None:
     """Hand-set traffic: a weighted split, a shadow, an A/B key. A running rollout owns these."""
     if any(field in changes for field in TRAFFIC) and model.rollouts.filter(state__in=RolloutState.live()).exists():
         raise Conflict(f"a rollout of model '{model.name}' is live and owns its traffic: "
                        "promote or roll it back first")
     if "routes" in changes:
-        routes = changes["routes"]
-        numbers = [arm["version"] for arm in routes]
-        if len(set(numbers)) != len(numbers):
-            raise InvalidInput("each version may appear once in routes")
-        for number in numbers:
-            _servable(model, number)
-        if routes and abs(sum(arm["weight"] for arm in routes) - 100) > 1e-6:
-            raise InvalidInput(f"route weights must sum to 100, not {sum(arm['weight'] for arm in routes):g}")
-        deployment.routes = [{"version": arm["version"], "weight": arm["weight"]} for arm in routes]
+        deployment.routes = check_routes(model, changes["routes"])
     if "shadow_version" in changes:
         number = changes["shadow_version"]
         deployment.shadow_version = None if number is None else _servable(model, number)

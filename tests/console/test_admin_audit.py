@@ -44,3 +44,32 @@ def test_changing_a_user_in_the_admin_records_before_and_after_without_the_passw
     assert event.before["first_name"] == "" and event.after["first_name"] == "Vera"
     assert "password" not in event.after
     assert get_user_model().objects.get(pk=viewer.pk).first_name == "Vera"
+
+
+def _deployment_form(iris: Any, **changes: Any) -> dict[str, Any]:
+    form = {"model": iris.pk, "active_version": iris.versions.get(number=1).pk, "max_batch_size": 64,
+            "max_queue_delay_ms": 0, "preferred_batch_sizes": "[]", "max_queue_depth": 1024,
+            "default_timeout_ms": 30000, "min_workers": 1, "routes": "[]", "shadow_version": "",
+            "shadow_percent": 0, "sticky_by": "", "sticky_key": "", "updated_at_0": "2026-11-23",
+            "updated_at_1": "10:00:00"}
+    form.update(changes)
+    return form
+
+
+def test_traffic_set_in_the_admin_goes_through_the_audited_service(admin_browser: Client, iris: Any) -> None:
+    from serving.models import Deployment
+
+    deployment = Deployment.objects.get(model=iris)
+    url = f"/admin/serving/deployment/{deployment.pk}/change/"
+    bad = admin_browser.post(url, _deployment_form(iris, routes='[{"version": 1, "weight": 70}]'))
+    assert bad.status_code == 200 and "route weights must sum to 100, not 70" in bad.content.decode()
+    split = '[{"version": 1, "weight": 80}, {"version": 2, "weight": 20}]'
+    response = admin_browser.post(url, _deployment_form(iris, routes=split, shadow_version=iris.versions.get(
+        number=2).pk, shadow_percent=5))
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    deployment.refresh_from_db()
+    assert deployment.routes == [{"version": 1, "weight": 80}, {"version": 2, "weight": 20}]
+    assert deployment.shadow_version.number == 2 and deployment.shadow_percent == 5
+    event = AuditEvent.objects.filter(action="deployment.configure").latest("id")
+    assert event.actor_username == "admin" and event.after["routes"][1] == {"version": 2, "weight": 20}
+    assert event.after["shadow_version"] == 2
