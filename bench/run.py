@@ -405,10 +405,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if shadowed:
                 targets["shadow"] = dict(url=f"{paddock.base}/v2/models/{slug}-shadowed/infer", body_file=binary_file,
                                          token=paddock.token, header_length=header_length)
+            # After each cell one JSON request on the same server, answered only once the cell's
+            # backlog is (a closed-loop cell at 64 clients leaves up to 64 requests queued: seconds
+            # of M3 work that would otherwise run inside the next path's cell).
+            rest_json = f"{paddock.base}/v2/models/{slug}/infer"
+            drains = {"naive": (naive_url, ""), "rest_json": (rest_json, paddock.token),
+                      "rest_binary": (rest_json, paddock.token), "websocket": (rest_json, paddock.token),
+                      "shadow": (f"{paddock.base}/v2/models/{slug}-shadowed/infer", paddock.token),
+                      **{peer: (launch.url, "") for peer, launch in live.items()}}
             for path, target in targets.items():  # warm up every path once
                 run_load(path, clients=4, seconds=min(1.0, args.seconds), **target)
-                if path in live:
-                    _drain(path, live[path], naive_body)
+                _drain(path, *drains[path], naive_body)
             # Peers' cells interleaved in the same rounds; the shadow row for the models that have it.
             paths = [p for p in [*args.paths, *live] if p != "shadow" or shadowed]
             for round_number in range(args.rounds):
@@ -428,10 +435,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                             batches, executed = after[0] - batches_before[0], after[1] - batches_before[1]
                             cell["batches"] = batches
                             cell["mean_batch_rows"] = round(executed / batches, 2) if batches else None
-                        if path in live:
-                            drained = _drain(path, live[path], naive_body)
-                            if drained:
-                                cell["drain_error"] = drained
+                        drained = _drain(path, *drains[path], naive_body)
+                        if drained:
+                            cell["drain_error"] = drained
                         report["cells"].append(cell)
                         log(f"{name} round {round_number + 1} {path:11} c={clients:<3} {cell['rps']:9.0f} req/s  "
                             f"p50 {cell['p50_ms']:.2f} ms  p99 {cell['p99_ms']:.2f} ms  errors {cell['errors']}")
@@ -445,8 +451,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _posts(url: str, body: bytes, timeout: float = 10) -> bool:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+def _posts(url: str, body: bytes, timeout: float = 10, token: str = "") -> bool:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status == 200
 
@@ -483,14 +490,14 @@ def _server_version(launch: peers.Launch) -> str:
         return f"unknown ({error})"
 
 
-def _drain(peer: str, launch: peers.Launch, body: bytes) -> str | None:
-    """One request after a load cell, with time to finish the cell's backlog (a slow peer may still
-    be draining it), so that no cell starts beside another's leftovers."""
+def _drain(path: str, url: str, token: str, body: bytes) -> str | None:
+    """One request after a load cell, with time to finish the cell's backlog (a slow server may
+    still be draining it), so that no cell starts beside another's leftovers."""
     try:
-        _posts(launch.url, body, timeout=30)
+        _posts(url, body, timeout=60, token=token)
         return None
     except OSError as error:
-        log(f"{peer}: still busy 30 s after its cell: {error}")
+        log(f"{path}: still busy 60 s after its cell: {error}")
         return str(error)
 
 
