@@ -252,14 +252,8 @@ class Paddock:
 
     def batch_counters(self, name: str) -> tuple[float, float]:
         _, text = self.get("/metrics")
-        batches = rows = 0.0
-        for line in text.decode().splitlines():
-            if f'model="{name}"' in line:
-                if line.startswith("paddock_inference_batches_total"):
-                    batches += float(line.rsplit(" ", 1)[1])
-                elif line.startswith("paddock_inference_batch_rows_total"):
-                    rows += float(line.rsplit(" ", 1)[1])
-        return batches, rows
+        return peers.batch_counters(text.decode(), name, "paddock_inference_batches_total",
+                                    "paddock_inference_batch_rows_total")
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -513,7 +507,8 @@ def _batch_counters(path: str, paddock: Paddock, model: str,
         return None  # MLServer's /metrics has no executed-batch metric
     try:
         with urllib.request.urlopen(metrics_url, timeout=10) as response:
-            return peers.triton_batch_counters(response.read().decode(), model)
+            return peers.batch_counters(response.read().decode(), model, "nv_inference_exec_count",
+                                        "nv_inference_count")
     except OSError:
         return None
 

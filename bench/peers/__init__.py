@@ -145,16 +145,18 @@ def launch(name: str, installed: dict[str, Any], *, workdir: Path, artifact: Pat
     return Launch(command, env, f"{url}/v2/models/{model}/infer", url, f"http://127.0.0.1:{metrics}/metrics")
 
 
-def triton_batch_counters(metrics_text: str, model: str) -> tuple[float, float]:
-    """(executions, rows) from Triton's nv_inference_exec_count and nv_inference_count."""
-    executions = rows = 0.0
+def batch_counters(metrics_text: str, model: str, batches_metric: str, rows_metric: str) -> tuple[float, float]:
+    """(batches, rows) executed for `model`, summed from a Prometheus page: Paddock's
+    paddock_inference_batches_total / _batch_rows_total, Triton's nv_inference_exec_count /
+    nv_inference_count."""
+    batches = rows = 0.0
     for line in metrics_text.splitlines():
         if f'model="{model}"' in line:
-            if line.startswith("nv_inference_exec_count"):
-                executions += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("nv_inference_count"):
+            if line.startswith(batches_metric):
+                batches += float(line.rsplit(" ", 1)[1])
+            elif line.startswith(rows_metric):
                 rows += float(line.rsplit(" ", 1)[1])
-    return executions, rows
+    return batches, rows
 
 
 def _size_mb(folder: Path) -> float:
