@@ -17,6 +17,7 @@ from registry.api.views import parse_json_field, search_models
 from registry.choices import VersionStatus
 from registry.forms import AliasForm, ModelForm, UploadForm
 from registry.models import ModelVersion, RegisteredModel
+from serving.views import panel_context, rollout_form_context
 
 
 def _is_fragment(request: HttpRequest) -> bool:
@@ -78,8 +79,6 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_change": can_change_team(request.user, model.team_id),
         "alias_form": AliasForm(),
     }
-    from serving.views import panel_context, rollout_form_context
-
     context.update(panel_context(request, model), **rollout_form_context(model))
     return render(request, "registry/model_detail.html", context)
 

@@ -45,6 +45,7 @@ from serving.protocol import InferRequest
 from serving.routes import ModelRoute, VersionRoute, load_model_route
 from serving.wire import (
     fresh_heartbeats,
+    holders_by_stream,
     now_ms,
     pack_request,
     pack_tensor,
@@ -133,11 +134,8 @@ class DataPlane:
         now = time.monotonic()
         if now >= self.holders_expire:
             self.holders_expire = now + HOLDERS_TTL
-            counts: dict[str, int] = {}
-            for beat in fresh_heartbeats(await self.redis.hgetall(workers_key())).values():
-                for held in beat.get("held", []):
-                    counts[held["stream"]] = counts.get(held["stream"], 0) + 1
-            self.holders = counts
+            beats = fresh_heartbeats(await self.redis.hgetall(workers_key()))
+            self.holders = {stream: len(workers) for stream, workers in holders_by_stream(beats).items()}
         return self.holders.get(version.stream, 0)
 
     # -- inference -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 from registry.models import RegisteredModel
 from serving import livestats
 from serving.routes import load_model_route
-from serving.wire import fresh_heartbeats, workers_key
+from serving.wire import fresh_heartbeats, holders_by_stream, workers_key
 
 
 def _point(second: int, counts: Any) -> dict[str, Any]:
@@ -23,14 +23,13 @@ def model_figures(model: RegisteredModel, seconds: int = 60, conn: Any = None) -
     end = int(time.time())  # the current second is still being counted: stop before it
     start = end - seconds
     numbers = sorted(route.held_numbers | set(route.ready_numbers[-3:])) if route else []
-    beats = fresh_heartbeats(conn.hgetall(workers_key()))
+    holding = holders_by_stream(fresh_heartbeats(conn.hgetall(workers_key())))
     versions = []
     for number in numbers:
         version = route.versions[number]
         per_second = livestats.read_seconds(conn, version.version_id, range(start, end))
         total = sum((c for c in per_second.values()), livestats.Counter())
-        holders = [name for name, beat in beats.items()
-                   if any(held["stream"] == version.stream for held in beat.get("held", []))]
+        holders = holding.get(version.stream, [])
         versions.append({
             "version": number,
             "summary": livestats.summarize(total, seconds),
@@ -41,17 +40,8 @@ def model_figures(model: RegisteredModel, seconds: int = 60, conn: Any = None) -
     return {
         "model": model.name, "window": [start, end], "seconds": seconds,
         "active": route.active if route else None,
-        "routes": [{"version": n, "weight": w} for n, w in _weights(route)] if route else [],
+        "routes": [{"version": n, "weight": w} for n, w in route.weights] if route else [],
         "shadow": {"version": route.shadow[0], "percent": route.shadow[1]} if route and route.shadow else None,
         "versions": versions,
     }
 
-
-def _weights(route: Any) -> list[tuple[int, float]]:
-    if not route.arms:
-        return [(route.active, 100.0)] if route.active is not None else []
-    previous, weights = 0.0, []
-    for number, cumulative in route.arms:
-        weights.append((number, round(cumulative - previous, 3)))
-        previous = cumulative
-    return weights

@@ -33,9 +33,11 @@ from django.utils import timezone
 from console.audit import Actor, record_event
 from console.errors import Conflict, Forbidden, InvalidInput, NotFound
 from registry.models import ModelVersion, RegisteredModel
+from registry.services import set_alias
 from serving import livestats
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutState, RolloutStrategy
 from serving.routes import load_model_route
+from serving.wire import fresh_heartbeats, holders_by_stream, stream_key, workers_key
 
 # The step before the first: the candidate is held warm by the workers, no traffic yet, so that
 # its first requests do not wait for a load (and its first figures are not a cold start's).
@@ -179,8 +181,6 @@ def _end(actor: Actor, rollout: Rollout, state: str, kind: str, reason: str, fig
 
 
 def _promote(actor: Actor, rollout: Rollout, deployment: Deployment, reason: str) -> None:
-    from registry.services import set_alias
-
     deployment.active_version = rollout.candidate_version
     _set_traffic(deployment)
     set_alias(actor=actor, model=rollout.model, name="champion", version=rollout.candidate_version)
@@ -309,12 +309,8 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
 
 def holders(version: ModelVersion, conn: Any) -> tuple[int, int]:
     """How many live workers hold the version, and how many live workers there are."""
-    from serving.wire import fresh_heartbeats, stream_key, workers_key
-
-    stream = stream_key(version.pk, version.sha256)
     beats = fresh_heartbeats(conn.hgetall(workers_key()))
-    return sum(1 for beat in beats.values() if any(held["stream"] == stream for held in beat.get("held", []))), \
-        len(beats)
+    return len(holders_by_stream(beats).get(stream_key(version.pk, version.sha256), [])), len(beats)
 
 
 def tick(rollout_id: int, now: float | None = None) -> str:

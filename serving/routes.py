@@ -47,6 +47,17 @@ class ModelRoute:
         return sorted(n for n, v in self.versions.items() if v.status == VersionStatus.READY)
 
     @property
+    def weights(self) -> list[tuple[int, float]]:
+        """(version number, percent of traffic) in order: the split, or all to `active`."""
+        if not self.arms:
+            return [(self.active, 100.0)] if self.active is not None else []
+        previous, weights = 0.0, []
+        for number, cumulative in self.arms:
+            weights.append((number, round(cumulative - previous, 3)))
+            previous = cumulative
+        return weights
+
+    @property
     def held_numbers(self) -> set[int]:
         """Every version the workers should hold for this model: traffic, shadow and standby."""
         numbers = {number for number, _ in self.arms}

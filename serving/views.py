@@ -15,8 +15,9 @@ from registry.models import RegisteredModel
 from serving import live, livestats, rollouts
 from serving.metrics import live_workers
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutState, RolloutStrategy
+from serving.routes import load_model_route
 
-GATE_FIELDS = [(name, value) for name, value in GATE_DEFAULTS.items()]
+GATE_FIELDS = list(GATE_DEFAULTS.items())
 
 
 def _model(request: HttpRequest, name: str) -> RegisteredModel:
@@ -28,10 +29,8 @@ def _model(request: HttpRequest, name: str) -> RegisteredModel:
 
 def panel_context(request: HttpRequest, model: RegisteredModel, error: str = "") -> dict[str, Any]:
     """What the traffic panel shows: the split as a bar, the live rollout and its timeline."""
-    from serving.routes import load_model_route
-
     route = load_model_route(model.name)
-    weights = live._weights(route) if route else []
+    weights = route.weights if route else []
     current = Rollout.objects.filter(model=model).select_related(
         "stable_version", "candidate_version", "approved_by").prefetch_related("events").first()
     return {

@@ -99,6 +99,15 @@ def pack_heartbeat(beat: dict[str, Any]) -> bytes:
     return msgpack.packb({**beat, "ts": time.time()})
 
 
+def holders_by_stream(beats: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Version stream → the workers holding it, from decoded heartbeats (fresh_heartbeats)."""
+    holders: dict[str, list[str]] = {}
+    for worker, beat in beats.items():
+        for held in beat.get("held", []):
+            holders.setdefault(held["stream"], []).append(worker)
+    return holders
+
+
 def fresh_heartbeats(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
     """The workers hash (HGETALL) decoded, keeping only workers whose heartbeat is fresh."""
     now = time.time()

@@ -64,6 +64,14 @@ def pin_v1(api: Any) -> None:
     assert response.status_code == 200, response.json()
 
 
+def with_v2(served: Served, cast: dict[str, Any], client_for: Any, data: bytes) -> Any:
+    """Register `data` as iris v2, keep v1 serving, and return an engineer's API client."""
+    add_version(served, cast, data)
+    api = client_for("engineer")
+    pin_v1(api)
+    return api
+
+
 def rollout_state(rollout_id: int, *states: str) -> Rollout | None:
     rollout = Rollout.objects.get(pk=rollout_id)
     return rollout if rollout.state in states else None
@@ -74,9 +82,7 @@ def rollout_state(rollout_id: int, *states: str) -> Rollout | None:
 def test_a_split_is_sticky_per_caller_and_reaches_a_second_web_process(
         served: Served, web_server: str, client_for: Any, cast: dict[str, Any], tmp_path: Path) -> None:
     v2 = built.mlp_onnx(inputs=8, outputs=3, seed=5)
-    add_version(served, cast, v2)
-    api = client_for("engineer")
-    pin_v1(api)
+    api = with_v2(served, cast, client_for, v2)
     response = api.patch("/api/v1/deployments/iris/", {
         "routes": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
         "sticky_by": "header", "sticky_key": "X-User"}, format="json")
@@ -155,9 +161,7 @@ def test_shadow_never_changes_the_answer_and_records_divergence(
 def test_a_healthy_canary_advances_step_by_step_and_is_promoted(
         served: Served, web_server: str, client_for: Any, cast: dict[str, Any], beat: Process) -> None:
     v2 = built.mlp_onnx(inputs=8, outputs=3, seed=5)
-    add_version(served, cast, v2)
-    api = client_for("engineer")
-    pin_v1(api)
+    api = with_v2(served, cast, client_for, v2)
     x = rows(1, seed=4)
     expected = {"1": outputs_of(served.artifact, x), "2": outputs_of(v2, x)}
     with Traffic(web_server, served.token, x) as traffic:
@@ -188,9 +192,8 @@ def test_a_healthy_canary_advances_step_by_step_and_is_promoted(
 @pytest.mark.parametrize("bad", ["errors", "slow"])
 def test_a_bad_canary_is_rolled_back_by_its_gates(
         served: Served, web_server: str, client_for: Any, cast: dict[str, Any], beat: Process, bad: str) -> None:
-    add_version(served, cast, built.picky_mlp_onnx() if bad == "errors" else built.slow_mlp_onnx(depth=400))
-    api = client_for("engineer")
-    pin_v1(api)
+    api = with_v2(served, cast, client_for,
+                  built.picky_mlp_onnx() if bad == "errors" else built.slow_mlp_onnx(depth=400))
     x = rows(1, seed=4)
     if bad == "errors":
         x[0, 0] = 99.0  # v1 answers this; v2 fails on it
