@@ -6,7 +6,6 @@ import http.client
 import json
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -14,11 +13,14 @@ from urllib.parse import urlparse
 import numpy as np
 import onnxruntime as ort
 import pytest
+import redis
 import tritonclient.http as triton
+from django.conf import settings
 
 from console.audit import Actor
 from console.services import create_token
 from registry import services
+from serving.wire import stream_key
 from tests import models as built
 from tests.conftest import wait_until
 from tests.integration.conftest import Served, register_ready, wait_until_served
@@ -228,15 +230,17 @@ def test_a_passed_deadline_gets_504(served: Served, web_server: str, cast: dict[
                                     teams: dict[str, Any]) -> None:
     actor = Actor(user=cast["engineer"])
     model = services.create_model(actor=actor, name="slow", team=teams["ml"])
-    register_ready(actor=actor, model=model, data=built.slow_onnx())
+    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
     client = triton_client(web_server)
     headers = {"Authorization": f"Bearer {served.token}"}
     wait_until(lambda: client.is_model_ready("slow", headers=headers), timeout=30)
     busy = triton.InferInput("x", [64, 1024], "FP32")
     busy.set_data_from_numpy(np.ones((64, 1024), dtype=np.float32))
-    # Ten full batches queued ahead keep the worker busy for well over the deadline below.
+    # Ten full batches queued ahead keep the worker busy for well over the deadline below; the
+    # deadline request goes only once some of them are in the version's stream (queued or running).
     ahead = [client.async_infer("slow", [busy], headers=headers) for _ in range(10)]
-    time.sleep(0.05)
+    queue = redis.Redis.from_url(settings.REDIS_URL)
+    wait_until(lambda: queue.xlen(stream_key(version.pk, version.sha256)) >= 3, timeout=30)
     document = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024], "data": [0.0] * 1024}],
                 "parameters": {"timeout": 50_000}}  # microseconds, as in Triton
     status, _, body = infer_json(web_server, served.token, "slow", document)
