@@ -5,10 +5,12 @@ share it); one instance per web process.
 1. Routes (model → versions, active version, settings) are cached (serving.cache: never older
    than 2 × ROUTE_TTL), so a deployment change reaches every web process within a second,
    without a restart.
-2. Enqueue: a Lua script checks the depth limit and XADDs; the requests that arrive in one
-   event-loop tick share one pipelined round trip.
-3. One reader task per process drains this process's reply list with BLMPOP (up to 256 replies
-   per round trip) and resolves the waiting requests: no connection per request, no polling.
+2. Enqueue: a Lua script checks the depth limit and XADDs, on a write-only connection
+   (serving.resp); the requests that arrive in one event-loop tick leave in one write. A
+   refusal (queue full) comes back as a reply.
+3. Each process subscribes to its own reply channel; workers publish one message per batch
+   and process, and the subscribed connection resolves the waiting requests as it reads them:
+   no connection per request, no polling, no command re-issued per reply.
 4. A request ends in its reply, or 504 at its deadline, or 503 when no worker holds the version
    (cold start: the first request asks the workers to load it and waits within its deadline),
    or 503 when Redis is unreachable. Never silence.
@@ -28,9 +30,9 @@ import numpy as np
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from serving import metrics, traffic
+from serving import metrics, resp, traffic
 from serving.cache import RefreshingCache
 from serving.errors import (
     BackendUnavailable,
@@ -50,7 +52,7 @@ from serving.wire import (
     pack_request,
     pack_tensor,
     reply_key,
-    unpack_reply,
+    unpack_replies,
     unpack_tensor,
     wanted_key,
     workers_key,
@@ -58,11 +60,28 @@ from serving.wire import (
 
 logger = logging.getLogger(__name__)
 
-# XADD unless the stream already holds `limit` entries (queued or running): then {0, depth}.
+# XADD the request (ARGV[1]) unless the stream already holds `limit` (ARGV[2]) entries, queued
+# or running. Sent on a write-only connection: a refusal, or Redis' own error, is published to
+# the caller's reply channel (ARGV[4]) as a reply to its request id (ARGV[3]), like a worker's.
 ENQUEUE = """
-local depth = redis.call('XLEN', KEYS[1])
-if depth >= tonumber(ARGV[2]) then return {0, depth} end
-return {1, redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])}
+local ok, result = pcall(function()
+  local depth = redis.call('XLEN', KEYS[1])
+  if depth >= tonumber(ARGV[2]) then return depth end
+  redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+  return false
+end)
+local reply
+if not ok then
+  local message = type(result) == 'table' and result.err or tostring(result)
+  message = 'the request queue is unavailable (Redis: ' .. message .. '); retry later'
+  reply = {r = tonumber(ARGV[3]), s = 503, e = message}
+elseif result then
+  reply = {r = tonumber(ARGV[3]), full = result}
+else
+  return 1
+end
+redis.call('PUBLISH', ARGV[4], cmsgpack.pack({reply}))
+return 0
 """
 
 ROUTE_TTL = 0.5
@@ -86,17 +105,17 @@ class DataPlane:
     def __init__(self, redis_url: str) -> None:
         self.instance = uuid.uuid4().hex[:12]
         self.reply_to = reply_key(self.instance)
+        self.redis_url = redis_url
+        # Control calls (holders, cold start, figures, health) use redis-py; the two hot
+        # operations, enqueue and replies, have lean connections of their own (serving.resp).
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
-        # The reader blocks in BLMPOP: its own client, so that it never waits behind a command.
-        self.reader_redis = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=2)
+        self.commands: resp.RespProtocol | None = None
+        self.subscriber: resp.RespProtocol | None = None
+        self.connecting = asyncio.Lock()
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.rids = itertools.count(1)
-        self.reader: asyncio.Task[None] | None = None
         self.routes: RefreshingCache[str, ModelRoute | None] = RefreshingCache(
             sync_to_async(load_model_route, thread_sensitive=True), ROUTE_TTL)
-        self.enqueue_sha = ""
-        self.outbox: list[tuple[str, bytes, int, asyncio.Future[list[Any]]]] = []
-        self.flush_scheduled = False
         self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
         self.stats = LiveStats()
@@ -141,7 +160,6 @@ class DataPlane:
     # -- inference -----------------------------------------------------------------------------
 
     async def infer(self, route: ModelRoute, version: VersionRoute, request: InferRequest, rows: int) -> Answer:
-        self._ensure_reader()
         timeout_ms = request.timeout_us // 1000 if request.timeout_us else route.settings["default_timeout_ms"]
         deadline_ms = now_ms() + max(1, timeout_ms)
         tensors = [pack_tensor(t.name, t.datatype, t.array) for t in request.inputs]
@@ -155,23 +173,20 @@ class DataPlane:
         try:
             limit = route.settings["max_queue_depth"]
             try:
+                if self.subscriber is None or self.commands is None:
+                    await self._connect()
                 if not await self.holder_count(version):
                     # Cold start: ask the workers to load this version.
                     await self.redis.zadd(wanted_key(), {str(version.version_id): time.time()})
-                accepted, entry_id = await self._enqueue(stream, payload, limit)
+                assert self.commands is not None
+                self.commands.send("EVAL", ENQUEUE, 1, stream, payload, limit, rid, self.reply_to)
             except RedisError as exc:
                 raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
-            if not accepted:
-                depth = entry_id
-                raise QueueFull(
-                    f"model '{route.name}' version {version.number} has {depth} requests queued, "
-                    f"its limit is {limit}; retry later"
-                )
             wait = (deadline_ms - now_ms()) / 1000 + DEADLINE_GRACE_SECONDS
+            timer = asyncio.get_running_loop().call_later(max(0.001, wait), _expire, future)
             try:
-                reply = await asyncio.wait_for(future, timeout=max(0.001, wait))
+                reply = await future
             except TimeoutError:
-                await self._forget(stream, entry_id)
                 if not await self.holder_count(version):
                     raise ModelNotReady(
                         f"model '{route.name}' version {version.number} is not loaded by any worker yet "
@@ -180,6 +195,13 @@ class DataPlane:
                 raise DeadlineExceeded(
                     f"model '{route.name}' version {version.number} did not answer within {timeout_ms} ms"
                 ) from None
+            finally:
+                timer.cancel()
+            if "full" in reply:
+                raise QueueFull(
+                    f"model '{route.name}' version {version.number} has {reply['full']} requests queued, "
+                    f"its limit is {limit}; retry later"
+                )
         finally:
             self.pending.pop(rid, None)
             self.stats.in_flight[version.version_id] -= 1
@@ -235,77 +257,42 @@ class DataPlane:
         outputs = dict(unpack_tensor(packed) for packed in reply["o"])
         return Answer(outputs, reply["q"], reply["c"], reply["b"])
 
-    async def _enqueue(self, stream: str, payload: bytes, limit: int) -> list[Any]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self.outbox.append((stream, payload, limit, future))
-        if not self.flush_scheduled:
-            # After this tick's other ready callbacks have queued their requests too.
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        return await future
-
-    def _start_flush(self) -> None:
-        self.flush_scheduled = False
-        batch, self.outbox = self.outbox, []
-        asyncio.get_running_loop().create_task(self._flush(batch))
-
-    async def _flush(self, batch: list[tuple[str, bytes, int, "asyncio.Future[list[Any]]"]]) -> None:
-        try:
-            if not self.enqueue_sha:
-                self.enqueue_sha = await self.redis.script_load(ENQUEUE)
-            results = await self._evalsha_all(batch)
-            if any(isinstance(r, NoScriptError) for r in results):
-                # Redis restarted and forgot the script: load it again, once.
-                self.enqueue_sha = await self.redis.script_load(ENQUEUE)
-                results = await self._evalsha_all(batch)
-        except RedisError as exc:
-            results = [exc] * len(batch)
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(RedisError(str(result)))
-            else:
-                future.set_result(result)
-
-    async def _evalsha_all(self, batch: list[tuple[str, bytes, int, Any]]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, payload, limit, _ in batch:
-                pipe.evalsha(self.enqueue_sha, 1, stream, payload, limit)
-            return list(await pipe.execute(raise_on_error=False))
-
-    async def _forget(self, stream: str, entry_id: Any) -> None:
-        try:
-            await self.redis.xdel(stream, entry_id)
-        except RedisError:
-            pass
-
     # -- replies -------------------------------------------------------------------------------
 
-    def _ensure_reader(self) -> None:
-        if self.reader is None or self.reader.done():
-            self.reader = asyncio.get_running_loop().create_task(self._read_replies())
+    async def _connect(self) -> None:
+        """Subscribe to this process's reply channel before the first request is enqueued (a
+        reply published to nobody is gone), and open the command connection."""
+        async with self.connecting:
+            if self.subscriber is None:
+                subscriber = await resp.connect(self.redis_url, on_message=self._on_replies,
+                                                on_lost=self._on_subscriber_lost)
+                await subscriber.command("SUBSCRIBE", self.reply_to)
+                self.subscriber = subscriber
+            if self.commands is None:
+                # Write-only: enqueueing needs no answer (refusals come as replies), so nothing
+                # wakes this process between sending a request and its reply.
+                commands = await resp.connect(self.redis_url, on_lost=self._on_commands_lost)
+                commands.send("CLIENT", "REPLY", "OFF")
+                self.commands = commands
             self.stats.ensure_flusher(self.redis)
 
-    async def _read_replies(self) -> None:
-        while True:
-            try:
-                popped = await self.reader_redis.blmpop(1, 1, self.reply_to, direction="RIGHT", count=256)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                # Redis restarted or is unreachable: what was queued there is gone. Say so to
-                # every waiting request now, rather than at its deadline.
-                self._fail_pending(BackendUnavailable(f"lost the connection to Redis while waiting ({exc})"))
-                await asyncio.sleep(0.2)
-                continue
-            if popped is None:
-                continue
-            for payload in popped[1]:
-                reply = unpack_reply(payload)
-                future = self.pending.get(reply["r"])
-                if future is not None and not future.done():
-                    future.set_result(reply)
+    def _on_replies(self, message: bytes) -> None:
+        """A worker's replies to this process, resolved as soon as they are read."""
+        for reply in unpack_replies(message):
+            future = self.pending.get(reply["r"])
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    def _on_subscriber_lost(self, error: Exception) -> None:
+        # Redis restarted or is unreachable: replies published meanwhile are gone. Say so to
+        # every waiting request now, rather than at its deadline; the next request resubscribes.
+        self.subscriber = None
+        self._fail_pending(BackendUnavailable(f"lost the connection to Redis while waiting ({error})"))
+
+    def _on_commands_lost(self, error: Exception) -> None:
+        # What was written just before may not have reached Redis.
+        self.commands = None
+        self._fail_pending(BackendUnavailable(f"lost the connection to Redis while sending ({error})"))
 
     def _fail_pending(self, error: Exception) -> None:
         for future in self.pending.values():
@@ -317,6 +304,11 @@ class DataPlane:
             return bool(await self.redis.ping())
         except RedisError:
             return False
+
+
+def _expire(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 _dataplane: DataPlane | None = None

@@ -152,7 +152,9 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
         await respond_error(send, error, version)
     finally:
         in_flight.dec()
-        record(dataplane, route, version, code, time.perf_counter() - started, answer)
+        # After the response has left: the transport writes it at the end of this loop tick.
+        asyncio.get_running_loop().call_soon(record, dataplane, route, version, code,
+                                             time.perf_counter() - started, answer)
 
 
 def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, answer: Any) -> None:

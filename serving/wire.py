@@ -1,10 +1,11 @@
 """The messages between web processes and workers, over Redis, msgpack-encoded.
 
 Keys start with PADDOCK_REDIS_PREFIX ("paddock"), so that several installations (or test runs)
-can share one Redis. Per version: stream `{prefix}:v{id}-{sha256[:12]}:requests` (consumer group `workers`)
-holds request entries with one field `m`. Per web process: list `{prefix}:reply:{instance}`
-receives the replies. Workers announce themselves in hash `{prefix}:workers` (field: consumer
-name); `{prefix}:wanted` (sorted set) lists versions requested that no worker held."""
+can share one Redis. Per version: stream `{prefix}:v{id}-{sha256[:12]}:requests` (consumer
+group `workers`) holds request entries with one field `m`. Per web process: pub/sub channel
+`{prefix}:reply:{instance}` receives the replies, one message per batch and web process.
+Workers announce themselves in hash `{prefix}:workers` (field: consumer name);
+`{prefix}:wanted` (sorted set) lists versions requested that no worker held."""
 
 import time
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from django.conf import settings
 from registry.datatypes import V2_TO_NUMPY
 
 GROUP = "workers"
-REPLY_TTL_SECONDS = 300
 # A worker whose last heartbeat is older than this is taken for dead.
 HEARTBEAT_FRESH_SECONDS = 5.0
 
@@ -85,14 +85,18 @@ def unpack_request(entry_id: str, payload: bytes) -> Job:
     return Job(entry_id, message["r"], message["to"], message["d"], message["p"], message["t"], inputs, message["n"])
 
 
-def pack_reply(*, rid: int, outputs: list[list[Any]] | None = None, error: str = "", status: int = 200,
-               queue_ms: float = 0.0, compute_ms: float = 0.0, batch: int = 0) -> bytes:
-    return msgpack.packb({"r": rid, "o": outputs, "e": error, "s": status, "q": queue_ms, "c": compute_ms,
-                          "b": batch})
+def reply(*, rid: int, outputs: list[list[Any]] | None = None, error: str = "", status: int = 200,
+          queue_ms: float = 0.0, compute_ms: float = 0.0, batch: int = 0) -> dict[str, Any]:
+    return {"r": rid, "o": outputs, "e": error, "s": status, "q": queue_ms, "c": compute_ms, "b": batch}
 
 
-def unpack_reply(payload: bytes) -> dict[str, Any]:
-    return msgpack.unpackb(payload)
+def pack_replies(replies: list[dict[str, Any]]) -> bytes:
+    """A worker's replies to one web process from one batch: one message."""
+    return msgpack.packb(replies)
+
+
+def unpack_replies(message: bytes) -> list[dict[str, Any]]:
+    return msgpack.unpackb(message)
 
 
 def pack_heartbeat(beat: dict[str, Any]) -> bytes:

@@ -8,7 +8,8 @@ Each round:
    deployment opts in.
 3. Drop entries whose deadline has passed (reply 504), concatenate the rest along the batch axis,
    run ONE inference per batch, split the outputs.
-4. Push every reply, XACK and XDEL in one pipeline.
+4. Publish the replies (one message per web process), XACK and XDEL: sent with the next
+   XREADGROUP, in one write.
 5. Once a second: XAUTOCLAIM entries another worker took but left unanswered longer than the
    claim timeout (it died), and serve them."""
 
@@ -26,16 +27,17 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from serving.protocol import datatype_of
+from serving.resp import BlockingResp
 from serving.routes import load_all_routes
 from serving.wire import (
     GROUP,
-    REPLY_TTL_SECONDS,
     Job,
     fresh_heartbeats,
     now_ms,
     pack_heartbeat,
-    pack_reply,
+    pack_replies,
     pack_tensor,
+    reply,
     unpack_request,
     wanted_key,
     workers_key,
@@ -55,6 +57,9 @@ class Batcher:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.redis = redis.Redis.from_url(redis_url or settings.REDIS_URL, socket_timeout=5,
                                           socket_connect_timeout=2, health_check_interval=10)
+        # The round trip per batch (replies out, next requests in) skips redis-py's layers: at
+        # one client they cost more CPU than the model (serving.resp).
+        self.hot = BlockingResp(redis_url or settings.REDIS_URL)
         self.cache = ModelCache()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -62,6 +67,8 @@ class Batcher:
         self.next_claim = 0.0
         self.cpu = CpuMeter()
         self.gpu = GpuMeter()
+        # Replies and acknowledgements not sent yet: they leave with the next read, in one write.
+        self.unsent: list[tuple[Any, ...]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -95,26 +102,34 @@ class Batcher:
             except Exception:  # noqa: BLE001 - the batcher must outlive any one bad round
                 logger.exception("batcher round failed")
                 self.stopping.wait(0.5)
+        try:
+            self.flush()
+        except redis.RedisError:
+            logger.warning("could not send the last replies before stopping")
 
     # -- one round -----------------------------------------------------------------------------
 
     def step(self) -> None:
         now = time.monotonic()
         if now >= self.next_plan:
+            self.flush()  # planning may load a model: the last batch's replies go first
             self.next_plan = now + PLAN_INTERVAL
             self.plan()
         held = list(self.cache.held.values())
         if not held:
+            self.flush()
             self.stopping.wait(0.1)
             return
         by_stream = {h.stream: h for h in held}
         count = max(max(h.plan.settings["max_batch_size"], 1) for h in held)
-        answer = self.redis.xreadgroup(GROUP, self.consumer, {s: ">" for s in by_stream}, count=count,
-                                       block=READ_BLOCK_MS)
-        for stream, entries in answer or []:
-            version = by_stream[stream.decode() if isinstance(stream, bytes) else stream]
+        answer = self.read(list(by_stream), count=count, block=READ_BLOCK_MS)
+        for index, (stream, entries) in enumerate(answer):
+            if index:
+                self.flush()  # one version's replies do not wait for another version's batch
+            version = by_stream[stream.decode()]
             self.serve(version, self.gather(version, entries))
         if now >= self.next_claim:
+            self.flush()
             self.next_claim = now + 1.0
             self.claim_abandoned(held)
 
@@ -130,42 +145,55 @@ class Batcher:
             remaining = int((deadline - time.monotonic()) * 1000)
             if remaining <= 0:
                 break
-            more = self.redis.xreadgroup(GROUP, self.consumer, {held.stream: ">"}, count=limit - len(entries),
-                                         block=remaining)
-            for _, new in more or []:
+            for _, new in self.read([held.stream], count=limit - len(entries), block=remaining):
                 entries.extend(new)
         return entries
 
-    def serve(self, held: Held, entries: list[Any]) -> None:
+    def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]]) -> None:
+        """Entries are (entry id, request payload), the payload None when a claimed entry was
+        deleted meanwhile."""
         held.last_used = time.monotonic()
         acked: list[Any] = []
         jobs: list[Job] = []
-        for entry_id, fields in entries:
+        for entry_id, payload in entries:
             acked.append(entry_id)
-            if fields and b"m" in fields:  # a claimed entry may have been deleted meanwhile
-                jobs.append(unpack_request(entry_id, fields[b"m"]))
-        replies: list[tuple[str, bytes]] = []
+            if payload is not None:
+                jobs.append(unpack_request(entry_id, payload))
+        replies: list[tuple[str, dict[str, Any]]] = []
         now = now_ms()
         live = []
         for job in jobs:
             if job.deadline_ms <= now:
                 waited = now - job.enqueued_ms
                 error = f"the deadline passed after {waited} ms in the queue"
-                replies.append((job.reply_to, pack_reply(rid=job.rid, status=504, error=error)))
+                replies.append((job.reply_to, reply(rid=job.rid, status=504, error=error)))
             else:
                 live.append(job)
         # Lower priority numbers first; 0 (the default) after every explicit priority, as in Triton.
         live.sort(key=lambda j: (j.priority or float("inf"), j.enqueued_ms))
         for batch in self.batches(held, live):
             replies.extend(self.run_batch(held, batch))
-        with self.redis.pipeline(transaction=False) as pipe:
-            for target in {to for to, _ in replies}:
-                pipe.lpush(target, *[payload for to, payload in replies if to == target])
-                pipe.expire(target, REPLY_TTL_SECONDS)
-            if acked:
-                pipe.xack(held.stream, GROUP, *acked)
-                pipe.xdel(held.stream, *acked)
-            pipe.execute()
+        for target in {to for to, _ in replies}:
+            self.unsent.append(("PUBLISH", target, pack_replies([answer for to, answer in replies if to == target])))
+        if acked:
+            self.unsent.append(("XACK", held.stream, GROUP, *acked))
+            self.unsent.append(("XDEL", held.stream, *acked))
+
+    def read(self, streams: list[str], *, count: int, block: int) -> list[tuple[bytes, list[Any]]]:
+        """XREADGROUP, sent in one write after the replies of the last batches: the worker's
+        one round trip per batch (and at one client, one wake-up less per request). Returns
+        [(stream, [(entry id, payload), ...]), ...]."""
+        commands, self.unsent = self.unsent, []
+        commands.append(("XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count, "BLOCK", block,
+                         "STREAMS", *streams, *[">"] * len(streams)))
+        answer = self.hot.execute(commands)[-1] or []
+        return [(stream, [(entry_id, fields[1] if fields else None) for entry_id, fields in entries])
+                for stream, entries in answer]
+
+    def flush(self) -> None:
+        if self.unsent:
+            commands, self.unsent = self.unsent, []
+            self.hot.execute(commands)
 
     @staticmethod
     def batches(held: Held, jobs: list[Job]) -> list[list[Job]]:
@@ -182,7 +210,7 @@ class Batcher:
             chunks[-1].append(job)
         return [chunk for chunks in groups.values() for chunk in chunks]
 
-    def run_batch(self, held: Held, jobs: list[Job]) -> list[tuple[str, bytes]]:
+    def run_batch(self, held: Held, jobs: list[Job]) -> list[tuple[str, dict[str, Any]]]:
         started_ms = now_ms()
         tick = time.perf_counter()
         rows = sum(job.rows for job in jobs)
@@ -194,7 +222,7 @@ class Batcher:
             outputs = held.runtime.run(feed)
         except Exception as exc:  # noqa: BLE001 - the runtime's error goes back to each caller
             logger.warning("inference failed for %s v%s: %s", held.plan.model, held.plan.number, exc)
-            return [(job.reply_to, pack_reply(rid=job.rid, status=500, error=f"inference failed: {exc}"))
+            return [(job.reply_to, reply(rid=job.rid, status=500, error=f"inference failed: {exc}"))
                     for job in jobs]
         compute_ms = (time.perf_counter() - tick) * 1000
         held.batches += 1
@@ -206,7 +234,7 @@ class Batcher:
                 name: array[offset:offset + job.rows] for name, array in outputs.items()}
             offset += job.rows
             packed = [pack_tensor(name, datatype_of(array), array) for name, array in sliced.items()]
-            replies.append((job.reply_to, pack_reply(
+            replies.append((job.reply_to, reply(
                 rid=job.rid, outputs=packed, queue_ms=max(0, started_ms - job.enqueued_ms),
                 compute_ms=compute_ms, batch=rows)))
         return replies
@@ -219,7 +247,7 @@ class Batcher:
             if entries:
                 logger.warning("claimed %d abandoned request(s) of %s v%s", len(entries), version.plan.model,
                                version.plan.number)
-                self.serve(version, entries)
+                self.serve(version, [(entry_id, (fields or {}).get(b"m")) for entry_id, fields in entries])
 
     # -- planning ------------------------------------------------------------------------------
 
