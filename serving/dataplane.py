@@ -30,6 +30,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from serving import metrics, resp, traffic
@@ -178,7 +179,8 @@ class DataPlane:
                 if not await self.holder_count(version):
                     # Cold start: ask the workers to load this version.
                     await self.redis.zadd(wanted_key(), {str(version.version_id): time.time()})
-                assert self.commands is not None
+                if self.commands is None:  # lost while the holders were read
+                    raise RedisConnectionError("lost the connection to Redis")
                 self.commands.send("EVAL", ENQUEUE, 1, stream, payload, limit, rid, self.reply_to)
             except RedisError as exc:
                 raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
