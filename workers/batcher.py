@@ -151,33 +151,44 @@ class Batcher:
 
     def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]]) -> None:
         """Entries are (entry id, request payload), the payload None when a claimed entry was
-        deleted meanwhile."""
+        deleted meanwhile. Each batch's replies leave as soon as it has run: when one read
+        brings several batches (the read takes up to the largest max_batch_size of the versions
+        held), the first batch's callers do not wait for the last."""
         held.last_used = time.monotonic()
-        acked: list[Any] = []
-        jobs: list[Job] = []
-        for entry_id, payload in entries:
-            acked.append(entry_id)
-            if payload is not None:
-                jobs.append(unpack_request(entry_id, payload))
+        done: list[Any] = []  # entries answered without a run: deleted, or past their deadline
         replies: list[tuple[str, dict[str, Any]]] = []
+        live: list[Job] = []
         now = now_ms()
-        live = []
-        for job in jobs:
+        for entry_id, payload in entries:
+            if payload is None:
+                done.append(entry_id)
+                continue
+            job = unpack_request(entry_id, payload)
             if job.deadline_ms <= now:
-                waited = now - job.enqueued_ms
-                error = f"the deadline passed after {waited} ms in the queue"
+                error = f"the deadline passed after {now - job.enqueued_ms} ms in the queue"
                 replies.append((job.reply_to, reply(rid=job.rid, status=504, error=error)))
+                done.append(entry_id)
             else:
                 live.append(job)
         # Lower priority numbers first; 0 (the default) after every explicit priority, as in Triton.
         live.sort(key=lambda j: (j.priority or float("inf"), j.enqueued_ms))
-        for batch in self.batches(held, live):
+        batches = self.batches(held, live)
+        for index, batch in enumerate(batches):
+            if index:
+                self.flush()
             replies.extend(self.run_batch(held, batch))
+            done.extend(job.entry_id for job in batch)
+            self.respond(held, replies, done)
+            replies, done = [], []
+        if done:
+            self.respond(held, replies, done)
+
+    def respond(self, held: Held, replies: list[tuple[str, dict[str, Any]]], done: list[Any]) -> None:
+        """Queue the replies (one message per web process) and the entries' XACK and XDEL."""
         for target in {to for to, _ in replies}:
             self.unsent.append(("PUBLISH", target, pack_replies([answer for to, answer in replies if to == target])))
-        if acked:
-            self.unsent.append(("XACK", held.stream, GROUP, *acked))
-            self.unsent.append(("XDEL", held.stream, *acked))
+        self.unsent.append(("XACK", held.stream, GROUP, *done))
+        self.unsent.append(("XDEL", held.stream, *done))
 
     def read(self, streams: list[str], *, count: int, block: int) -> list[tuple[bytes, list[Any]]]:
         """XREADGROUP, sent in one write after the replies of the last batches: the worker's

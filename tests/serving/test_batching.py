@@ -71,3 +71,58 @@ def test_the_refreshing_cache_shares_loads_and_never_serves_values_older_than_tw
 
     asyncio.run(scenario())
     assert loads == ["a", "a", "a"]
+
+
+def test_each_batch_s_replies_leave_before_the_next_batch_runs() -> None:
+    """One read can bring several batches (it takes up to the largest max_batch_size of the
+    versions held): the first batch's caller must not wait for the last batch to run. Real
+    Redis; the runtime is a stand-in that looks, before each run, at what was published."""
+    import uuid
+
+    import msgpack
+    import redis
+    from django.conf import settings
+
+    from serving.wire import GROUP, pack_request, pack_tensor
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    stream = f"{settings.PADDOCK_REDIS_PREFIX}:batching-test:{uuid.uuid4().hex}"
+    channel = f"{stream}:reply"
+    subscriber = client.pubsub()
+    subscriber.subscribe(channel)
+    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+    client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    for rid in (1, 2, 3):
+        x = np.full((1, 2), rid, np.float32)
+        client.xadd(stream, {"m": pack_request(rid=rid, reply_to=channel, deadline_ms=2**62, priority=0, rows=1,
+                                               tensors=[pack_tensor("x", "FP32", x)])})
+    answered_before_run: list[list[int]] = []
+
+    def answered() -> list[int]:
+        rids = []
+        while (message := subscriber.get_message(timeout=0.2)) is not None:
+            rids.extend(reply["r"] for reply in msgpack.unpackb(message["data"]))
+        return rids
+
+    class Runtime:
+        provider = "test"
+        seen: list[int] = []
+
+        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.seen.extend(answered())
+            answered_before_run.append(list(self.seen))
+            return {"y": feed["x"] * 2}
+
+    batcher = Batcher(consumer="batching-test")
+    version = Held(Plan(1, "m", 1, True, {"max_batch_size": 1}), Runtime(), 0, stream)  # type: ignore[arg-type]
+    try:
+        entries = batcher.read([stream], count=64, block=100)[0][1]
+        assert len(entries) == 3  # one read, three one-row batches
+        batcher.serve(version, entries)
+        batcher.flush()
+        assert answered_before_run == [[], [1], [1, 2]]
+        assert answered() == [3]
+        assert client.xlen(stream) == 0  # every entry acknowledged and deleted
+    finally:
+        subscriber.close()
+        client.delete(stream)
