@@ -4,8 +4,9 @@ Each round:
 1. Once a second: plan which versions to hold (deployed + recently asked for, spread over the
    live workers by rendezvous hashing), load/evict, and publish a heartbeat.
 2. XREADGROUP on every held version's stream at once: take what is queued now (never wait when
-   idle), up to max_batch_size per version; wait up to max_queue_delay_ms for more only when the
-   deployment opts in.
+   idle), up to max_batch_size per version (one COUNT for all streams: the smallest, topped up
+   at once for a version that allows more); wait up to max_queue_delay_ms for more only when
+   the deployment opts in.
 3. Drop entries whose deadline has passed (reply 504), concatenate the rest along the batch axis,
    run ONE inference per batch, split the outputs.
 4. Publish the replies (one message per web process), XACK and XDEL: sent with the next
@@ -121,22 +122,31 @@ class Batcher:
             self.stopping.wait(0.1)
             return
         by_stream = {h.stream: h for h in held}
-        count = max(max(h.plan.settings["max_batch_size"], 1) for h in held)
+        # One blocking read over every held stream takes one COUNT for all: the smallest
+        # max_batch_size, so that no version's entries are taken beyond what its next batch
+        # runs (the rest stay in the stream for any worker); a version that filled it and
+        # allows more is topped up at once (gather).
+        count = min(max(h.plan.settings["max_batch_size"], 1) for h in held)
         answer = self.read(list(by_stream), count=count, block=READ_BLOCK_MS)
         for index, (stream, entries) in enumerate(answer):
             if index:
                 self.flush()  # one version's replies do not wait for another version's batch
             version = by_stream[stream.decode()]
-            self.serve(version, self.gather(version, entries))
+            self.serve(version, self.gather(version, entries, count))
         if now >= self.next_claim:
             self.flush()
             self.next_claim = now + 1.0
             self.claim_abandoned(held)
 
-    def gather(self, held: Held, entries: list[Any]) -> list[Any]:
-        """With max_queue_delay_ms > 0, wait that long at most for a fuller batch."""
+    def gather(self, held: Held, entries: list[Any], count: int) -> list[Any]:
+        """Entries read with COUNT `count`: if that cut them short of this version's
+        max_batch_size, take what else is queued now; then, with max_queue_delay_ms > 0, wait
+        that long at most for a fuller batch."""
         delay = held.plan.settings["max_queue_delay_ms"]
         limit = max(held.plan.settings["max_batch_size"], 1)
+        if len(entries) == count < limit:
+            for _, new in self.read([held.stream], count=limit - count, block=None):
+                entries.extend(new)
         preferred = set(held.plan.settings.get("preferred_batch_sizes") or [])
         if delay <= 0 or len(entries) >= limit or len(entries) in preferred:
             return entries
@@ -151,9 +161,9 @@ class Batcher:
 
     def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]]) -> None:
         """Entries are (entry id, request payload), the payload None when a claimed entry was
-        deleted meanwhile. Each batch's replies leave as soon as it has run: when one read
-        brings several batches (the read takes up to the largest max_batch_size of the versions
-        held), the first batch's callers do not wait for the last."""
+        deleted meanwhile. Each batch's replies leave as soon as it has run: when the entries make
+        several batches (claimed ones, or rows of other inner shapes), the first batch's callers
+        do not wait for the last."""
         held.last_used = time.monotonic()
         done: list[Any] = []  # entries answered without a run: deleted, or past their deadline
         replies: list[tuple[str, dict[str, Any]]] = []
@@ -190,12 +200,13 @@ class Batcher:
         self.unsent.append(("XACK", held.stream, GROUP, *done))
         self.unsent.append(("XDEL", held.stream, *done))
 
-    def read(self, streams: list[str], *, count: int, block: int) -> list[tuple[bytes, list[Any]]]:
-        """XREADGROUP, sent in one write after the replies of the last batches: the worker's
-        one round trip per batch (and at one client, one wake-up less per request). Returns
-        [(stream, [(entry id, payload), ...]), ...]."""
+    def read(self, streams: list[str], *, count: int, block: int | None) -> list[tuple[bytes, list[Any]]]:
+        """XREADGROUP (block None: return at once), sent in one write after the replies of the
+        last batches: the worker's one round trip per batch (and at one client, one wake-up less
+        per request). Returns [(stream, [(entry id, payload), ...]), ...]."""
         commands, self.unsent = self.unsent, []
-        commands.append(("XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count, "BLOCK", block,
+        blocking = ("BLOCK", block) if block is not None else ()
+        commands.append(("XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count, *blocking,
                          "STREAMS", *streams, *[">"] * len(streams)))
         answer = self.hot.execute(commands)[-1] or []
         return [(stream, [(entry_id, fields[1] if fields else None) for entry_id, fields in entries])

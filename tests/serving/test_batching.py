@@ -74,9 +74,10 @@ def test_the_refreshing_cache_shares_loads_and_never_serves_values_older_than_tw
 
 
 def test_each_batch_s_replies_leave_before_the_next_batch_runs() -> None:
-    """One read can bring several batches (it takes up to the largest max_batch_size of the
-    versions held): the first batch's caller must not wait for the last batch to run. Real
-    Redis; the runtime is a stand-in that looks, before each run, at what was published."""
+    """Entries can make several batches (claimed ones; rows of other inner shapes; here a read
+    of 64 with max_batch_size 1): the first batch's caller must not wait for the last batch to
+    run. Real Redis; the runtime is a stand-in that looks, before each run, at what was
+    published."""
     import uuid
 
     import msgpack
@@ -126,3 +127,54 @@ def test_each_batch_s_replies_leave_before_the_next_batch_runs() -> None:
     finally:
         subscriber.close()
         client.delete(stream)
+
+
+def test_a_round_takes_no_more_of_a_version_s_queue_than_its_next_batch_runs() -> None:
+    """One blocking read covers every held stream with one COUNT. With versions of
+    max_batch_size 4 and 1 held, the second must not have 4 entries taken (they would wait
+    behind this worker's runs while another worker idles), and the first still gets its batch
+    of 4. Real Redis; stand-in runtimes record the rows of each run."""
+    import uuid
+
+    import redis
+    from django.conf import settings
+
+    from serving.wire import GROUP, pack_request, pack_tensor
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    prefix = f"{settings.PADDOCK_REDIS_PREFIX}:batching-test:{uuid.uuid4().hex}"
+    wide, narrow = f"{prefix}:wide", f"{prefix}:narrow"
+    for stream, queued in ((wide, 4), (narrow, 3)):
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for rid in range(queued):
+            x = np.zeros((1, 2), np.float32)
+            client.xadd(stream, {"m": pack_request(rid=rid, reply_to=f"{prefix}:reply", deadline_ms=2**62,
+                                                   priority=0, rows=1, tensors=[pack_tensor("x", "FP32", x)])})
+
+    class Runtime:
+        provider = "test"
+
+        def __init__(self) -> None:
+            self.runs: list[int] = []
+
+        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.runs.append(len(feed["x"]))
+            return {"y": feed["x"]}
+
+    batcher = Batcher(consumer="batching-test")
+    settings_of = {"max_queue_delay_ms": 0}
+    runtimes = {wide: Runtime(), narrow: Runtime()}
+    batcher.cache.held = {
+        1: Held(Plan(1, "wide", 1, True, {**settings_of, "max_batch_size": 4}), runtimes[wide], 0, wide),  # type: ignore[arg-type]
+        2: Held(Plan(2, "narrow", 1, True, {**settings_of, "max_batch_size": 1}), runtimes[narrow], 0, narrow),  # type: ignore[arg-type]
+    }
+    batcher.next_plan = batcher.next_claim = float("inf")  # no planning, no claims: just the round
+    try:
+        batcher.step()
+        batcher.flush()
+        assert runtimes[wide].runs == [4]
+        assert runtimes[narrow].runs == [1]
+        assert client.xlen(narrow) == 2 and client.xpending(narrow, GROUP)["pending"] == 0  # left for anyone
+        assert client.xlen(wide) == 0
+    finally:
+        client.delete(wide, narrow)
