@@ -289,15 +289,17 @@ def run_load(path: str, url: str, *, clients: int, seconds: float, body_file: Pa
 
 
 def batch_size_for(raw: dict[str, float]) -> int:
-    """The deployment's max_batch_size, as a user tuning it would pick: the largest batch whose
-    raw throughput is within 5% of the best. On an overhead-bound model (M1) that is the best
-    batch; on a compute-bound one (M2) every batch is within 5%, and the largest amortises the
-    server's per-batch costs (Redis round trips, wake-ups) over more rows: M2 reached 0.91 x raw
-    with 64 against 0.73-0.74 with 1 or 4 (docs/benchmarks.md). A batch that runs more than 5%
-    slower per row than the best is never picked (M3 at 64 rows, where 64 clients fell into
-    waves of one slow run)."""
+    """The deployment's max_batch_size, as a user tuning it would pick: the largest batch within
+    5% of the best raw rate, at most 16 unless only a bigger batch is that fast (M1, overhead-
+    bound: 64). On a compute-bound model (M2) every batch is within 5%, and several rows per
+    batch amortise the server's per-batch costs (Redis round trip, wake-ups): M2 reached 0.90x
+    raw with 64 against 0.73-0.74 with 1 or 4. Beyond 16 a CPU gains nothing and closed-loop
+    clients fall into waves: M3 with 64 (its 64-row rate within 5% of the best on a
+    slow run) did 0.76x raw at 64 clients, against 0.99 with 4 (docs/benchmarks.md)."""
     best = max(raw.values())
-    return max(int(batch) for batch, rate in raw.items() if rate >= 0.95 * best)
+    near_best = [int(batch) for batch, rate in raw.items() if rate >= 0.95 * best]
+    small = [batch for batch in near_best if batch <= 16]
+    return max(small) if small else max(near_best)
 
 
 def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float) -> dict[str, float]:
