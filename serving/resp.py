@@ -139,6 +139,17 @@ class RespProtocol(asyncio.Protocol):
             self.on_lost(self.closed)
 
 
+def setup_commands(options: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What a new connection sends first for the URL's options (redis.connection.parse_url):
+    AUTH with its user and password, SELECT of its db."""
+    commands: list[tuple[Any, ...]] = []
+    if options.get("password"):
+        commands.append(("AUTH", *([options["username"]] if options.get("username") else []), options["password"]))
+    if options.get("db"):
+        commands.append(("SELECT", options["db"]))
+    return commands
+
+
 async def connect(url: str, *, on_message: Callable[[bytes], None] | None = None,
                   on_lost: Callable[[Exception], None] | None = None) -> RespProtocol:
     """Open a connection as redis-py would for the same URL (redis://, rediss://, unix://; user,
@@ -158,11 +169,8 @@ async def connect(url: str, *, on_message: Callable[[bytes], None] | None = None
                 tls = ssl.create_default_context() if options.get("connection_class") is SSLConnection else None
                 _, protocol = await loop.create_connection(
                     factory, options.get("host", "localhost"), options.get("port", 6379), ssl=tls)
-            if options.get("password"):
-                credentials = [options["username"]] if options.get("username") else []
-                await protocol.command("AUTH", *credentials, options["password"])
-            if options.get("db"):
-                await protocol.command("SELECT", options["db"])
+            for command in setup_commands(options):
+                await protocol.command(*command)
     except (OSError, TimeoutError, ResponseError) as exc:
         if protocol is not None:
             protocol.close()
@@ -229,11 +237,7 @@ class BlockingResp:
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
         sock.settimeout(self.timeout)
         self.sock, self.reader = sock, hiredis.Reader()
-        setup = []
-        if options.get("password"):
-            setup.append(("AUTH", *([options["username"]] if options.get("username") else []), options["password"]))
-        if options.get("db"):
-            setup.append(("SELECT", options["db"]))
+        setup = setup_commands(options)
         if setup:
             self.execute(setup)
 
