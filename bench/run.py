@@ -589,7 +589,7 @@ def _round_ratios(mine: list[dict[str, Any]], cells: list[dict[str, Any]], other
 
 def _median_or_none(values: list[Any]) -> float | None:
     present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
+    return round(statistics.median(present), 2) if present else None  # a median of two is their mean
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -3,7 +3,12 @@ serving console.asgi, with one change on the wire: the writes a connection makes
 event-loop tick go out in one syscall. uvicorn writes a response's headers and its body
 separately; on the infer route that was two sends per request.
 
-    python -m serving.server --host 0.0.0.0 --port 8000 [--workers N]"""
+Websockets are served without permessage-deflate unless asked (`--ws-deflate`): uvicorn offers
+it by default and clients such as `websockets` accept it, and then every message is zlib'd on
+both sides. Tensors compress poorly and the CPU is the serving budget: on M2 (115 KB JSON per
+message) the stream did 94 req/s with it against 198 over REST (docs/benchmarks.md).
+
+    python -m serving.server --host 0.0.0.0 --port 8000 [--workers N] [--ws-deflate]"""
 
 import argparse
 import asyncio
@@ -57,10 +62,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxy")
+    parser.add_argument("--ws-deflate", action="store_true",
+                        help="offer permessage-deflate on websockets (off: it costs more CPU than it saves on tensors)")
     args = parser.parse_args()
     uvicorn.run("console.asgi:application", host=args.host, port=args.port, workers=args.workers,
                 http=CoalescingHttpToolsProtocol, loop="uvloop", access_log=False, log_level=args.log_level,
-                proxy_headers=args.proxy_headers, forwarded_allow_ips="*" if args.proxy_headers else None)
+                proxy_headers=args.proxy_headers, forwarded_allow_ips="*" if args.proxy_headers else None,
+                ws_per_message_deflate=args.ws_deflate)
 
 
 if __name__ == "__main__":
