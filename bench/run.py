@@ -233,7 +233,11 @@ class Paddock:
         self.upload(name, artifact.read_bytes(), artifact.name)
         self.configure(name, {"max_batch_size": max_batch_size, "max_queue_depth": 100_000,
                               "default_timeout_ms": 120_000})
-        wait_for(lambda: self.get(f"/v2/models/{name}/ready")[0] == 200, f"{name} served", timeout=300)
+        try:
+            wait_for(lambda: self.get(f"/v2/models/{name}/ready")[0] == 200, f"{name} served", timeout=300)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}; its versions: {self.get(f'/api/v1/models/{name}/versions/')[1][:2000]!r}; "
+                               f"workers: {self.get('/api/v1/workers/')[1][:2000]!r}") from None
 
     def register_shadowed(self, name: str, artifact: Path, max_batch_size: int) -> None:
         """The same model, v1 live and v2 (the same graph, other bytes) its 100% shadow."""
@@ -452,9 +456,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             stack.stop("naive")
             for peer in live:
                 stack.stop(peer)
+    except BaseException:
+        log(f"failed; the processes' logs are kept in {workdir}")
+        raise
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     finally:
         stack.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
     report["summary"] = summarize(report)
     return report
 
