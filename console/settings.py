@@ -81,8 +81,14 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Web, worker and beat share the file: wait for the write lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Web, worker and beat share the file. A deferred transaction that reads, then writes, fails
+    # at once with "database is locked" when another process is writing (SQLite cannot wait there
+    # without risking a deadlock): a validation finished that way left its version `validating`.
+    # IMMEDIATE takes the write lock at BEGIN, where the timeout applies; WAL lets reads go on
+    # beside a write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
