@@ -28,7 +28,7 @@ $(BENCH_STAMP): $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	touch $(BENCH_STAMP)
 
-# `make bench` (full, ~15 min), `make bench QUICK=1` (M1 only, < 2 min); see docs/benchmarks.md.
+# `make bench` (full, ~20 min with the peers), `make bench QUICK=1` (M1 only, < 2 min); see docs/benchmarks.md.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
 

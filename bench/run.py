@@ -48,7 +48,7 @@ PATHS = ["naive", "rest_json", "rest_binary", "websocket", "shadow"]
 # version after each answer; its live p50 is compared with rest_binary's (issue: within 10%).
 SHADOW_MODELS = {"M1"}
 # Cells last long enough to see about this many requests at the raw limit (slow models get longer cells).
-CELL_REQUESTS = 250
+CELL_REQUESTS = 200
 RAW_BATCHES = (1, 4, 16, 64)
 RAW_SLICES = 3
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
@@ -172,11 +172,16 @@ class Paddock:
             "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0",
             "SECURE_HSTS_SECONDS": "0", "PADDOCK_VAR_DIR": str(stack.workdir / "var"),
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "PADDOCK_CELERY_QUEUE": "bench",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{self.redis_port}/0",
             "PADDOCK_REDIS_PREFIX": "bench", "PADDOCK_INTRA_OP_THREADS": str(args.intra_op_threads),
             "PADDOCK_ADMIN_PASSWORD": secrets.token_urlsafe(16), "PADDOCK_MAX_UPLOAD_BYTES": str(1 << 30),
             "DJANGO_SETTINGS_MODULE": "console.settings", "LOG_LEVEL": "WARNING",
         }
         self.env.pop("DATABASE_URL", None)
+        self.redis_socket = stack.workdir / "redis.sock" if args.redis_socket else None
+        if self.redis_socket:  # the data plane over a Unix socket; Celery stays on TCP
+            self.env["REDIS_URL"] = f"unix://{self.redis_socket}?db=0"
         self.args = args
         self.token = ""
 
@@ -189,8 +194,10 @@ class Paddock:
 
     def start(self) -> None:
         (self.stack.workdir / "var").mkdir(parents=True, exist_ok=True)
+        socket_options = (["--unixsocket", str(self.redis_socket), "--unixsocketperm", "700"]
+                          if self.redis_socket else [])
         self.stack.start("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                   "--save", "", "--appendonly", "no"], self.env)
+                                   "--save", "", "--appendonly", "no", *socket_options], self.env)
         self.manage("migrate", "--noinput")
         self.manage("ensure_admin")
         self.manage("shell", "-c", "from console.models import Team; Team.objects.get_or_create(name='bench')")
@@ -719,7 +726,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="M1 only, one round, short cells (< 2 minutes)")
     parser.add_argument("--models", default="M1,M2,M3")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--raw-seconds", type=float, default=2.0)
     parser.add_argument("--clients", default="1,16,64")
     parser.add_argument("--web-processes", type=int, default=2)
@@ -727,6 +734,7 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS), help="a subset of " + ",".join(PATHS))
     parser.add_argument("--peers", default="", help="also measure mlserver and/or pytriton (comma-separated); "
                         "each is installed into bench/.venv-<peer> on first use")
+    parser.add_argument("--redis-socket", action="store_true", help="web and worker reach Redis over a Unix socket")
     parser.add_argument("--max-batch-size", default="", help="override the deployments' max_batch_size, e.g. "
                         "M3=4,M2=16 (by default the largest batch within 5%% of the best raw rate, see batch_size_for)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
