@@ -172,8 +172,6 @@ class Paddock:
             "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0",
             "SECURE_HSTS_SECONDS": "0", "PADDOCK_VAR_DIR": str(stack.workdir / "var"),
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "PADDOCK_CELERY_QUEUE": "bench",
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{self.redis_port}/0",
             "PADDOCK_REDIS_PREFIX": "bench", "PADDOCK_INTRA_OP_THREADS": str(args.intra_op_threads),
             "PADDOCK_ADMIN_PASSWORD": secrets.token_urlsafe(16), "PADDOCK_MAX_UPLOAD_BYTES": str(1 << 30),
             "DJANGO_SETTINGS_MODULE": "console.settings", "LOG_LEVEL": "WARNING",
@@ -181,6 +179,7 @@ class Paddock:
         self.env.pop("DATABASE_URL", None)
         self.redis_socket = stack.workdir / "redis.sock" if args.redis_socket else None
         if self.redis_socket:  # the data plane over a Unix socket; Celery stays on TCP
+            self.env["CELERY_BROKER_URL"] = self.env["CELERY_RESULT_BACKEND"] = self.env["REDIS_URL"]
             self.env["REDIS_URL"] = f"unix://{self.redis_socket}?db=0"
         self.args = args
         self.token = ""
@@ -325,7 +324,7 @@ def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: f
     # The batch sizes take turns in RAW_SLICES short slices and each gets the median of its
     # slices: one window per batch, one after the other, put a moment of the machine's noise on
     # one batch only (M3: b=16 read 54 rows/s in one run's first window and 43-47 in every other,
-    # and that window chose max_batch_size 16 where 4 was the faster).
+    # and that window alone chose max_batch_size).
     feeds = {batch: {name: np.repeat(array, batch, axis=0) for name, array in row.items()} for batch in RAW_BATCHES}
     rates: dict[int, list[float]] = {batch: [] for batch in RAW_BATCHES}
     for feed in feeds.values():
