@@ -1,7 +1,8 @@
 """`make bench`: Paddock beside the raw onnxruntime limit and a naive server, in one run.
 
 For each model, one after the other:
-1. raw onnxruntime in this process at batch 1, 4, 16, 64 (the limit), before any server runs;
+1. raw onnxruntime in this process at batch 1, 4, 16, 64 (the limit), before any server runs,
+   and again at its best batches between every two groups of cells (the limit drifts);
 2. Paddock (real uvicorn web processes, a Redis of its own, a Celery worker with its batcher,
    started as `make run` / docker-compose start them; models registered and deployed through the
    API), over v2 REST with JSON tensors, REST with binary tensors and the websocket stream;
@@ -14,6 +15,7 @@ errors, each side's CPU and the executed batch sizes (Paddock's, Triton's); writ
 bench/results/<stamp>.json and .png; a full run also refreshes docs/benchmarks.md."""
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -291,11 +293,12 @@ def run_load(path: str, url: str, *, clients: int, seconds: float, body_file: Pa
     if match is None:
         raise RuntimeError(f"load generator failed: {output.stdout[-500:]} {output.stderr[-500:]}")
     result = json.loads(match.group(1))
-    seconds_run = result["duration_us"] / 1e6
+    # wrk: from its start to its last response (see bench/wrk/post.lua); ws_load waits for every reply.
+    seconds_run = (result.get("active_us") or result["duration_us"]) / 1e6
     return {
         "rps": result["requests"] / seconds_run if seconds_run else 0.0,
         "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
-        "requests": result["requests"], "errors": result["errors"],
+        "requests": result["requests"], "errors": result["errors"], "seconds": round(seconds_run, 3),
         "cpu_loadgen_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     }
 
@@ -314,7 +317,8 @@ def batch_size_for(raw: dict[str, float]) -> int:
     return max(small) if small else max(near_best)
 
 
-def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float) -> dict[str, float]:
+def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float,
+              batches: tuple[int, ...] = RAW_BATCHES, slices: int = RAW_SLICES) -> dict[str, float]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -325,18 +329,26 @@ def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: f
     # slices: one window per batch, one after the other, put a moment of the machine's noise on
     # one batch only (M3: b=16 read 54 rows/s in one run's first window and 43-47 in every other,
     # and that window alone chose max_batch_size).
-    feeds = {batch: {name: np.repeat(array, batch, axis=0) for name, array in row.items()} for batch in RAW_BATCHES}
-    rates: dict[int, list[float]] = {batch: [] for batch in RAW_BATCHES}
+    feeds = {batch: {name: np.repeat(array, batch, axis=0) for name, array in row.items()} for batch in batches}
+    rates: dict[int, list[float]] = {batch: [] for batch in batches}
     for feed in feeds.values():
         session.run(None, feed)
-    for _ in range(RAW_SLICES):
+    for _ in range(slices):
         for batch, feed in feeds.items():
             runs, started = 0, time.perf_counter()
-            while runs == 0 or time.perf_counter() - started < seconds / RAW_SLICES:
+            while runs == 0 or time.perf_counter() - started < seconds / slices:
                 session.run(None, feed)
                 runs += 1
             rates[batch].append(runs * batch / (time.perf_counter() - started))
     return {str(batch): statistics.median(values) for batch, values in rates.items()}
+
+
+def _raw_point(points: list[dict[str, float]], artifact: Path, row: dict[str, np.ndarray],
+               args: argparse.Namespace, batches: tuple[int, ...]) -> float:
+    """The raw limit between two groups of cells: one slice per batch, half the sweep's time."""
+    rates = raw_limit(artifact, row, args.intra_op_threads, args.raw_seconds / 2, batches, slices=1)
+    points.append(rates)
+    return max(rates.values())
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -435,14 +447,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 _drain(path, *drains[path], naive_body)
             # Peers' cells interleaved in the same rounds; the shadow row for the models that have it.
             paths = [p for p in [*args.paths, *live] if p != "shadow" or shadowed]
-            first_raw = report["raw"][name]
-            report.setdefault("raw_rounds", {})[name] = []
+            # The limit again between every two groups of cells (one client count of one round),
+            # with the servers up and idle, at the batches within 10% of the best above: on these
+            # machines the limit drifts by 30% within minutes, and each cell is compared with the
+            # mean of the measurements right before and right after its group.
+            near_best = tuple(int(b) for b, rate in report["raw"][name].items()
+                              if rate >= 0.9 * max(report["raw"][name].values()))
+            points = report.setdefault("raw_points", {})[name] = []
+            raw_point = functools.partial(_raw_point, points, artifacts[name], rows[name], args, near_best)
+            before = raw_point()
             for round_number in range(args.rounds):
-                # The limit again in every round, with the servers up and idle: on these machines
-                # one measurement can be 30% off the next, and each round's ratios use their own.
-                report["raw_rounds"][name].append(
-                    raw_limit(artifacts[name], rows[name], args.intra_op_threads, args.raw_seconds))
                 for clients in args.clients:
+                    group = []
                     for path in paths:
                         roles = [path] if path == "naive" or path in live else ["web", "worker", "redis"]
                         cpu_before = {role: cpu_seconds(stack.pids(role)) for role in roles}
@@ -461,12 +477,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         drained = _drain(path, *drains[path], naive_body)
                         if drained:
                             cell["drain_error"] = drained
+                        group.append(cell)
                         report["cells"].append(cell)
                         log(f"{name} round {round_number + 1} {path:11} c={clients:<3} {cell['rps']:9.0f} req/s  "
                             f"p50 {cell['p50_ms']:.2f} ms  p99 {cell['p99_ms']:.2f} ms  errors {cell['errors']}")
-            report["raw"][name] = {batch: statistics.median(r[batch] for r in report["raw_rounds"][name])
-                                   for batch in first_raw}
-            report.setdefault("raw_first", {})[name] = first_raw  # what max_batch_size was chosen from
+                    after_group = raw_point()
+                    for cell in group:
+                        cell["raw_limit"] = (before + after_group) / 2
+                    before = after_group
             stack.stop("naive")
             for peer in live:
                 stack.stop(peer)
@@ -593,9 +611,11 @@ def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _ratio_to_raw(report: dict[str, Any], model: str, mine: list[dict[str, Any]], raw_best: float) -> float:
-    """Median over rounds of the cell's rps ÷ the best raw batch measured in the same round
-    (results from before per-round raw limits: ÷ the one limit measured)."""
-    rounds = report.get("raw_rounds", {}).get(model)
+    """Median over rounds of the cell's rps ÷ the raw limit measured around its group of cells
+    (older results: ÷ the best raw batch of the same round, or of the one measurement)."""
+    if all("raw_limit" in c for c in mine):
+        return statistics.median(c["rps"] / c["raw_limit"] for c in mine)
+    rounds = report.get("raw_rounds", {}).get(model)  # results of 2026-11-24 to 12-03
     if not rounds:
         return statistics.median(c["rps"] for c in mine) / raw_best
     return statistics.median(c["rps"] / max(rounds[c["round"]].values()) for c in mine)
@@ -634,12 +654,22 @@ def table(report: dict[str, Any]) -> str:
         lines.append("\nShadow (every request mirrored to a second version after its answer): live p50 ÷ "
                      "rest_binary's p50 at " + ", ".join(f"{r['model']} c={r['clients']}: {r['p50_vs_rest_binary']:.2f}"
                                                          for r in shadow))
-    raw = ["| model | b=1 | b=4 | b=16 | b=64 |", "|---|---|---|---|---|"]
+    points = report.get("raw_points", {})
+    between_head = " between groups: best batch, min / median / max |" if points else ""
+    raw = ["| model | b=1 | b=4 | b=16 | b=64 |" + between_head,
+           "|---|---|---|---|---|" + ("---|" if points else "")]
     for model, limits in report["raw"].items():
-        raw.append(f"| {model} | " + " | ".join(f"{limits[b]:,.0f}" for b in ("1", "4", "16", "64")) + " |")
-    return "Raw onnxruntime in process, rows/s (the median of one measurement per round; ÷ raw " \
-        "uses each round's own):\n\n" + "\n".join(raw) + "\n\nServers, one-row requests:\n\n" + \
-        "\n".join(lines)
+        bests = sorted(max(point.values()) for point in points.get(model, []))
+        between = f" {bests[0]:,.0f} / {statistics.median(bests):,.0f} / {bests[-1]:,.0f} |" if bests else ""
+        raw.append(f"| {model} | " + " | ".join(f"{limits[b]:,.0f}" for b in ("1", "4", "16", "64")) + " |" + between)
+    if points:
+        how = ("before any server started, each batch the median of 3 slices; then between every two groups of "
+               "cells at the batches within 10% of the best. ÷ raw: a cell's req/s over the mean of the best rates "
+               "measured right before and right after its group, median over rounds")
+    else:
+        how = "the median of one measurement per round; ÷ raw uses each round's own"
+    return f"Raw onnxruntime in process, rows/s ({how}):\n\n" + "\n".join(raw) + \
+        "\n\nServers, one-row requests:\n\n" + "\n".join(lines)
 
 
 def _measured_peers(report: dict[str, Any]) -> list[str]:

@@ -19,6 +19,9 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     assert set(report["raw"]["M1"]) == {"1", "4", "16", "64"}
     assert all(rate > 0 for rate in report["raw"]["M1"].values())
+    # the limit again around every group of cells (1 round × 3 client counts: 4 measurements)
+    assert len(report["raw_points"]["M1"]) == 4
+    assert all(cell["raw_limit"] > 0 and cell["seconds"] > 0 for cell in report["cells"])
     rows = report["summary"]
     assert {(r["path"], r["clients"]) for r in rows} == {(p, c) for p in EXPECTED_PATHS for c in (1, 16, 64)}
     for row in rows:
@@ -43,3 +46,22 @@ def test_max_batch_size_is_the_best_batch_or_the_largest_within_5_percent_up_to_
     assert batch_size_for({"1": 253, "4": 254, "16": 251, "64": 259}) == 16  # compute-bound, flat (M2)
     assert batch_size_for({"1": 42.4, "4": 46.0, "16": 43.3, "64": 41.9}) == 4  # 16 and 64 run slower (M3)
     assert batch_size_for({"1": 19.9, "4": 20.0, "16": 19.2, "64": 19.1}) == 16  # never 64 unless it is best
+
+
+def test_the_websocket_load_generator_masks_every_length_form() -> None:
+    import numpy as np
+
+    from bench.ws_load import TEXT, frame
+
+    for length in (0, 125, 126, 65535, 65536):
+        payload = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
+        data = frame(TEXT, payload)
+        assert data[0] == 0x81 and data[1] & 0x80  # final text frame, masked
+        size, offset = data[1] & 0x7F, 2
+        if size == 126:
+            size, offset = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, offset = int.from_bytes(data[2:10], "big"), 10
+        assert size == length
+        mask = np.resize(np.frombuffer(data[offset:offset + 4], dtype=np.uint8), length)
+        assert (np.frombuffer(data[offset + 4:], dtype=np.uint8) ^ mask).tobytes() == payload
