@@ -237,11 +237,11 @@ class Paddock:
         if status != 200:
             raise RuntimeError(f"deployment of {name} failed: {status} {payload[:300]!r}")
 
-    def register(self, name: str, artifact: Path, max_batch_size: int) -> None:
+    def register(self, name: str, artifact: Path, max_batch_size: int, instances: int = 1) -> None:
         """As a user would: create the model, upload the version, configure the deployment."""
         self.request("POST", "/api/v1/models/", json.dumps({"name": name, "team": "bench"}).encode())
         self.upload(name, artifact.read_bytes(), artifact.name)
-        self.configure(name, {"max_batch_size": max_batch_size, "max_queue_depth": 100_000,
+        self.configure(name, {"max_batch_size": max_batch_size, "instances": instances, "max_queue_depth": 100_000,
                               "default_timeout_ms": 120_000})
         try:
             wait_for(lambda: self.get(f"/v2/models/{name}/ready")[0] == 200, f"{name} served", timeout=300)
@@ -315,6 +315,50 @@ def batch_size_for(raw: dict[str, float]) -> int:
     near_best = [int(batch) for batch, rate in raw.items() if rate >= 0.95 * best]
     small = [batch for batch in near_best if batch <= 16]
     return max(small) if small else max(near_best)
+
+
+def instances_for(raw: dict[str, float], intra: int) -> int:
+    """The deployment's instances, as a user tuning it would pick: one copy per intra-op thread
+    for a compute-bound model (one row takes 1 ms or more: M2, M3), where 1-thread copies that
+    split each batch never wait at a barrier for a preempted thread (2 × 1 thread ran M2 5-27%
+    and M3 3-53% faster than 1 × 2 threads at 16 rows, docs/benchmarks.md); one for an
+    overhead-bound model (M1), where a copy would only add a thread hand-off per batch."""
+    return max(1, intra) if raw["1"] <= 1000 else 1
+
+
+def raw_split(artifact: Path, row: dict[str, np.ndarray], intra: int, instances: int, batch: int,
+              seconds: float) -> float:
+    """Rows/s of `instances` 1/instances-thread sessions running the halves of `batch` rows side
+    by side, as a worker with that deployment setting does (workers/runtimes/onnx.py)."""
+    import threading
+
+    import onnxruntime as ort
+
+    def session() -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, intra // instances)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+
+    share = max(1, batch // instances)
+    feed = {name: np.repeat(array, share, axis=0) for name, array in row.items()}
+    sessions = [session() for _ in range(instances)]
+    for one in sessions:
+        one.run(None, feed)
+    runs = [0] * instances
+    started = time.perf_counter()
+
+    def loop(index: int) -> None:
+        while runs[index] == 0 or time.perf_counter() - started < seconds:
+            sessions[index].run(None, feed)
+            runs[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(index,)) for index in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(runs) * share / (time.perf_counter() - started)
 
 
 def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float,
@@ -392,9 +436,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             slug = name.lower()
             max_batch = args.max_batch_size.get(name) or batch_size_for(report["raw"][name])
             seconds = max(args.seconds, min(20.0, CELL_REQUESTS / max(report["raw"][name].values())))
-            report.setdefault("deployments", {})[name] = {"max_batch_size": max_batch, "cell_seconds": seconds}
-            log(f"registering {name} through the API (max_batch_size {max_batch}, {seconds:.0f} s cells)")
-            paddock.register(slug, artifacts[name], max_batch)
+            instances = args.instances.get(name) or instances_for(report["raw"][name], args.intra_op_threads)
+            report.setdefault("deployments", {})[name] = {"max_batch_size": max_batch, "instances": instances,
+                                                          "cell_seconds": seconds}
+            if instances > 1:
+                report.setdefault("raw_instances", {})[name] = {
+                    "instances": instances, "batch": max_batch, "rows_per_s": raw_split(
+                        artifacts[name], rows[name], args.intra_op_threads, instances, max_batch, args.raw_seconds)}
+            log(f"registering {name} through the API (max_batch_size {max_batch}, instances {instances}, "
+                f"{seconds:.0f} s cells)")
+            paddock.register(slug, artifacts[name], max_batch, instances)
             shadowed = name in SHADOW_MODELS and "shadow" in args.paths
             if shadowed:
                 log(f"registering {slug}-shadowed: v1 live, v2 a 100% shadow")
@@ -668,6 +719,14 @@ def table(report: dict[str, Any]) -> str:
                "measured right before and right after its group, median over rounds")
     else:
         how = "the median of one measurement per round; ÷ raw uses each round's own"
+    split = report.get("raw_instances", {})
+    if split:
+        raw.append("\nThe same, split as a worker with the deployment's `instances` runs it (that many sessions of "
+                   "1/instances of the threads, side by side on the batch's shares; ÷ raw stays ÷ the one session "
+                   "above): " + ", ".join(
+                       f"{model} {s['instances']} × b={s['batch'] // s['instances']}: {s['rows_per_s']:,.0f} rows/s "
+                       f"({s['rows_per_s'] / max(report['raw'][model].values()):.2f} × its best batch)"
+                       for model, s in split.items()))
     return f"Raw onnxruntime in process, rows/s ({how}):\n\n" + "\n".join(raw) + \
         "\n\nServers, one-row requests:\n\n" + "\n".join(lines)
 
@@ -766,6 +825,8 @@ def main() -> None:
     parser.add_argument("--redis-socket", action="store_true", help="web and worker reach Redis over a Unix socket")
     parser.add_argument("--max-batch-size", default="", help="override the deployments' max_batch_size, e.g. "
                         "M3=4,M2=16 (by default the largest batch within 5%% of the best raw rate, see batch_size_for)")
+    parser.add_argument("--instances", default="", help="override the deployments' instances, e.g. M2=1 "
+                        "(by default one per intra-op thread where one row takes 1 ms or more, see instances_for)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
     parser.add_argument("--replot", type=Path, default=None, help="redraw the chart (and docs) of a results JSON")
     args = parser.parse_args()
@@ -785,6 +846,11 @@ def main() -> None:
                                (item.split("=") for item in args.max_batch_size.split(",") if item.strip())}
     except ValueError:
         parser.error(f"--max-batch-size takes MODEL=SIZE pairs, not {args.max_batch_size!r}")
+    try:
+        args.instances = {model.strip().upper(): int(count) for model, count in
+                          (item.split("=") for item in args.instances.split(",") if item.strip())}
+    except ValueError:
+        parser.error(f"--instances takes MODEL=COUNT pairs, not {args.instances!r}")
     args.paths = [p for p in PATHS if p in args.paths.split(",")]
     args.peers = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
     unknown = set(args.peers) - set(peers.NAMES)

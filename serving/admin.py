@@ -15,7 +15,7 @@ class DeploymentForm(forms.ModelForm):
     class Meta:
         model = Deployment
         fields = ["model", "active_version", "max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes",
-                  "max_queue_depth", "default_timeout_ms", "min_workers", "routes", "shadow_version",
+                  "max_queue_depth", "default_timeout_ms", "min_workers", "instances", "routes", "shadow_version",
                   "shadow_percent", "sticky_by", "sticky_key"]
 
     def clean(self) -> dict[str, Any]:

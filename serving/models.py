@@ -20,6 +20,10 @@ class Deployment(models.Model):
     max_queue_depth = models.PositiveIntegerField(default=1024, help_text="Requests queued beyond this get 429")
     default_timeout_ms = models.PositiveIntegerField(default=30_000)
     min_workers = models.PositiveIntegerField(default=1, help_text="How many workers should hold the version")
+    # Triton's instance_group count, for ONNX on the CPU: copies of the model in each worker that
+    # run a batch's rows side by side, each with 1/instances of the worker's intra-op threads.
+    instances = models.PositiveIntegerField(
+        default=1, help_text="ONNX on CPU: copies per worker that split each batch (1: one session, every thread)")
     # Traffic split: [{"version": n, "weight": w}, ...] summing to 100; empty: all to the active version.
     routes = models.JSONField(default=list, blank=True)
     shadow_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, null=True, blank=True,
@@ -50,6 +54,7 @@ class Deployment(models.Model):
             "max_queue_depth": self.max_queue_depth,
             "default_timeout_ms": self.default_timeout_ms,
             "min_workers": self.min_workers,
+            "instances": self.instances,
             "routes": list(self.routes),
             "shadow_version": self.shadow_version.number if self.shadow_version else None,
             "shadow_percent": self.shadow_percent,
@@ -60,7 +65,8 @@ class Deployment(models.Model):
 
 
 DEFAULTS = {field: Deployment._meta.get_field(field).default for field in
-            ("max_batch_size", "max_queue_delay_ms", "max_queue_depth", "default_timeout_ms", "min_workers")}
+            ("max_batch_size", "max_queue_delay_ms", "max_queue_depth", "default_timeout_ms", "min_workers",
+             "instances")}
 
 
 class RolloutStrategy(models.TextChoices):

@@ -12,7 +12,7 @@ from registry.models import ModelVersion, RegisteredModel
 from serving.models import Deployment, RolloutState
 
 SETTINGS = ("max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes", "max_queue_depth",
-            "default_timeout_ms", "min_workers")
+            "default_timeout_ms", "min_workers", "instances")
 TRAFFIC = ("routes", "shadow_version", "shadow_percent", "sticky_by", "sticky_key")
 
 

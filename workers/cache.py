@@ -41,13 +41,18 @@ class Held:
     estimated_bytes: int
     stream: str
     last_used: float = 0.0  # monotonic time of its last batch; 0: never served
+    instances: int = 1  # the deployment's setting it was loaded with (a change reloads it)
     batches: int = 0
     rows: int = 0
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.plan.version_id, "model": self.plan.model, "number": self.plan.number,
                 "stream": self.stream, "batches": self.batches, "rows": self.rows,
-                "provider": self.runtime.provider}
+                "provider": self.runtime.provider, "instances": getattr(self.runtime, "instances", 1)}
+
+
+def _instances(plan: Plan) -> int:
+    return max(1, int(plan.settings.get("instances", 1)))
 
 
 def rendezvous(version_id: int, workers: list[str], count: int) -> list[str]:
@@ -78,6 +83,9 @@ class ModelCache:
             current = self.held.get(plan.version_id)
             if current is not None and current.plan.sha256 != plan.sha256:
                 current = None  # the id now names other bytes (a database restored or reset)
+            if current is not None and current.instances != _instances(plan):
+                logger.info("reloading version %s with %s instance(s)", plan.version_id, _instances(plan))
+                current = None
             if current is not None:
                 current.plan = plan  # batching settings take effect without a reload
                 continue
@@ -95,12 +103,17 @@ class ModelCache:
         with local_artifact(version) as path:
             runtime = load_runtime(path, fmt=version.format, signature={"inputs": version.inputs,
                                                                         "outputs": version.outputs},
-                                   intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS)
+                                   intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS,
+                                   instances=_instances(plan), batchable=plan.batchable)
         runtime.run(smoke_inputs(version.inputs, batch=1))  # warm up before reporting ready
+        if len(getattr(runtime, "copies", [])) > 1:
+            runtime.run(smoke_inputs(version.inputs, batch=len(runtime.copies)))  # and each instance
         logger.info("loaded %s v%s on %s in %.0f ms", plan.model, plan.number, runtime.provider,
                     (time.perf_counter() - started) * 1000)
         # Weights dominate; twice the artifact covers the runtime's working buffers.
-        return Held(plan, runtime, 2 * version.size, stream_key(plan.version_id, plan.sha256))
+        copies = 1 + len(getattr(runtime, "copies", []))  # ONNX with instances: each holds the weights
+        return Held(plan, runtime, 2 * version.size * copies, stream_key(plan.version_id, plan.sha256),
+                    instances=_instances(plan))
 
     def _evict(self) -> None:
         total = sum(h.estimated_bytes for h in self.held.values())

@@ -18,7 +18,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         fields = ["model", "active_version", "serving_version", "routes", "shadow_version", "shadow_percent",
                   "sticky_by", "sticky_key", "standby_version", "max_batch_size", "max_queue_delay_ms",
                   "preferred_batch_sizes", "max_queue_depth", "default_timeout_ms", "min_workers",
-                  "updated_at", "updated_by"]
+                  "instances", "updated_at", "updated_by"]
         read_only_fields = ["model", "serving_version", "updated_at", "updated_by"]
 
     def get_serving_version(self, deployment: Deployment) -> int | None:
@@ -42,6 +42,10 @@ class DeploymentUpdateSerializer(serializers.Serializer):
     max_queue_depth = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     default_timeout_ms = serializers.IntegerField(min_value=1, max_value=3_600_000, required=False)
     min_workers = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    instances = serializers.IntegerField(
+        min_value=1, max_value=16, required=False,
+        help_text="ONNX on CPU: copies of the model per worker that run a batch's rows side by side, each with "
+                  "1/instances of the worker's intra-op threads (Triton's instance_group count)")
     routes = RouteSerializer(many=True, required=False, help_text="A weighted split; [] sends all to the active")
     shadow_version = serializers.IntegerField(min_value=1, allow_null=True, required=False)
     shadow_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
@@ -58,6 +62,7 @@ class HeldVersionSerializer(serializers.Serializer):
     model = serializers.CharField()
     number = serializers.IntegerField()
     provider = serializers.CharField()
+    instances = serializers.IntegerField(default=1, help_text="Copies that split each batch (the deployment's)")
     batches = serializers.IntegerField()
     rows = serializers.IntegerField()
 

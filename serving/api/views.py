@@ -70,7 +70,8 @@ class WorkerListView(APIView):
             {"name": name, "host": beat.get("host"), "pid": beat.get("pid"), "memory_bytes": beat.get("rss"),
              "cpu_percent": beat.get("cpu", 0.0), "gpus": beat.get("gpus", []),
              "seconds_since_heartbeat": round(now - beat["ts"], 2),
-             "versions": [{key: held[key] for key in ("model", "number", "provider", "batches", "rows")}
+             "versions": [{**{key: held[key] for key in ("model", "number", "provider", "batches", "rows")},
+                           "instances": held.get("instances", 1)}  # workers from before 2026-12-03: 1
                           for held in beat.get("held", [])]}
             for name, beat in sorted(workers.items())
         ]

@@ -49,7 +49,7 @@ def test_changing_a_user_in_the_admin_records_before_and_after_without_the_passw
 def _deployment_form(iris: Any, **changes: Any) -> dict[str, Any]:
     form = {"model": iris.pk, "active_version": iris.versions.get(number=1).pk, "max_batch_size": 64,
             "max_queue_delay_ms": 0, "preferred_batch_sizes": "[]", "max_queue_depth": 1024,
-            "default_timeout_ms": 30000, "min_workers": 1, "routes": "[]", "shadow_version": "",
+            "default_timeout_ms": 30000, "min_workers": 1, "instances": 1, "routes": "[]", "shadow_version": "",
             "shadow_percent": 0, "sticky_by": "", "sticky_key": "", "updated_at_0": "2026-11-23",
             "updated_at_1": "10:00:00"}
     form.update(changes)

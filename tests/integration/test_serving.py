@@ -301,6 +301,43 @@ def test_64_concurrent_requests_are_served_in_fewer_than_64_batches(served: Serv
     assert after[0] - before[0] < 64
 
 
+def test_instances_split_batches_and_answer_as_onnxruntime_does(served: Served, web_server: str, client_for: Any,
+                                                                cast: dict[str, Any], teams: dict[str, Any]) -> None:
+    actor = Actor(user=cast["engineer"])
+    model = services.create_model(actor=actor, name="slow", team=teams["ml"])
+    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
+    wait_until_served(web_server, served.token, "slow", 1)
+    api = client_for("engineer", "read", "manage")
+    refused = api.patch("/api/v1/deployments/slow/", {"instances": 0}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json() == {"instances": ["Ensure this value is greater than or equal to 1."]}
+    accepted = api.patch("/api/v1/deployments/slow/", {"instances": 2}, format="json")
+    assert accepted.status_code == 200 and accepted.json()["instances"] == 2, accepted.content
+
+    def held_with_two() -> bool:
+        workers = api.get("/api/v1/workers/").json()
+        return any(v["model"] == "slow" and v["instances"] == 2 for w in workers for v in w["versions"])
+
+    wait_until(held_with_two, timeout=30, interval=0.5)  # the worker reloads it at its next plan
+    session = ort.InferenceSession(version.artifact.path)
+    inputs = [np.random.default_rng(seed).standard_normal((1 + seed % 3, 1024)).astype(np.float32)
+              for seed in range(32)]
+    start = threading.Barrier(32)
+
+    def one(x: np.ndarray) -> tuple[int, list[float]]:
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                                       "data": x.ravel().tolist()}]}).encode()
+        start.wait()
+        status, _, payload = call(web_server, "POST", "/v2/models/slow/infer", body, served.token)
+        return status, json.loads(payload)["outputs"][0]["data"]
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, inputs))
+    for (status, data), x in zip(results, inputs, strict=True):
+        assert status == 200
+        np.testing.assert_allclose(data, session.run(None, {"x": x})[0].ravel(), rtol=1e-4, atol=1e-5)
+
+
 # -- deployments ------------------------------------------------------------------------------
 
 def test_deployment_changes_take_effect_without_a_restart(served: Served, web_server: str, client_for: Any,

@@ -30,11 +30,14 @@ def cuda_wanted() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
 
 
-def load_runtime(path: Path, *, fmt: str, signature: dict[str, Any], intra_op_threads: int = 0) -> Runtime:
+def load_runtime(path: Path, *, fmt: str, signature: dict[str, Any], intra_op_threads: int = 0,
+                 instances: int = 1, batchable: bool = True) -> Runtime:
+    """`instances` (a deployment setting) applies to ONNX on the CPU with a batch axis."""
     if fmt == "onnx":
         from workers.runtimes.onnx import OnnxRuntime
 
-        return OnnxRuntime(path, use_cuda=cuda_wanted(), intra_op_threads=intra_op_threads)
+        return OnnxRuntime(path, use_cuda=cuda_wanted(), intra_op_threads=intra_op_threads, instances=instances,
+                           batchable=batchable)
     if fmt == "torchscript":
         from workers.runtimes.torchscript import TorchScriptRuntime
 

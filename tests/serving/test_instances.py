@@ -1,0 +1,64 @@
+"""A deployment's `instances`: copies of an ONNX model that split each batch's rows (the worker
+serving them for real is in tests/integration/test_serving.py)."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from tests import models as built
+from workers.runtimes.onnx import OnnxRuntime
+
+
+class Recording:
+    """Wraps a session and records the rows of each run."""
+
+    def __init__(self, session: ort.InferenceSession, calls: list[tuple[str, int]], label: str) -> None:
+        self.session, self.calls, self.label = session, calls, label
+
+    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> Any:
+        self.calls.append((self.label, len(feed["x"])))
+        return self.session.run(names, feed)
+
+
+def _runtime(tmp_path: Path, instances: int, batchable: bool = True) -> tuple[OnnxRuntime, list[tuple[str, int]]]:
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(built.mlp_onnx(inputs=8, outputs=3, seed=4))
+    runtime = OnnxRuntime(path, use_cuda=False, intra_op_threads=2, instances=instances, batchable=batchable)
+    calls: list[tuple[str, int]] = []
+    runtime.session = Recording(runtime.session, calls, "full")  # type: ignore[assignment]
+    runtime.copies = [Recording(c, calls, f"copy{i}") for i, c in enumerate(runtime.copies)]  # type: ignore[misc]
+    return runtime, calls
+
+
+def test_a_batch_is_split_across_the_instances_in_order(tmp_path: Path) -> None:
+    runtime, calls = _runtime(tmp_path, instances=3)
+    x = np.random.default_rng(0).standard_normal((7, 8)).astype(np.float32)
+    expected = ort.InferenceSession(str(tmp_path / "mlp.onnx")).run(None, {"x": x})[0]
+    outputs = runtime.run({"x": x})
+    np.testing.assert_allclose(outputs["probs"], expected, rtol=1e-6, atol=1e-7)
+    assert sorted(calls) == [("copy0", 2), ("copy1", 2), ("copy2", 3)]
+    assert runtime.instances == 3 and runtime.provider == "CPUExecutionProvider"
+
+
+def test_fewer_rows_than_instances_run_on_the_full_session(tmp_path: Path) -> None:
+    runtime, calls = _runtime(tmp_path, instances=2)
+    x = np.ones((1, 8), np.float32)
+    expected = ort.InferenceSession(str(tmp_path / "mlp.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(runtime.run({"x": x})["probs"], expected, rtol=1e-6, atol=1e-7)
+    assert calls == [("full", 1)]
+
+
+def test_without_a_batch_axis_there_are_no_copies(tmp_path: Path) -> None:
+    runtime, calls = _runtime(tmp_path, instances=4, batchable=False)
+    runtime.run({"x": np.ones((5, 8), np.float32)})
+    assert runtime.instances == 1 and runtime.copies == [] and calls == [("full", 5)]
+
+
+def test_each_instance_gets_its_share_of_the_threads(tmp_path: Path) -> None:
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(built.mlp_onnx())
+    runtime = OnnxRuntime(path, use_cuda=False, intra_op_threads=4, instances=2)
+    assert [c.get_session_options().intra_op_num_threads for c in runtime.copies] == [2, 2]
+    assert runtime.session.get_session_options().intra_op_num_threads == 4
