@@ -39,13 +39,14 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
     assert "| M1 | rest_binary | 64 |" in run.stdout
 
 
-def test_max_batch_size_is_the_best_batch_or_the_largest_within_5_percent_up_to_16() -> None:
+def test_max_batch_size_is_the_largest_within_10_percent_up_to_16_unless_a_bigger_batch_is_clearly_best() -> None:
     from bench.run import batch_size_for
 
     assert batch_size_for({"1": 34e3, "4": 139e3, "16": 316e3, "64": 595e3}) == 64  # overhead-bound (M1)
     assert batch_size_for({"1": 253, "4": 254, "16": 251, "64": 259}) == 16  # compute-bound, flat (M2)
-    assert batch_size_for({"1": 42.4, "4": 46.0, "16": 43.3, "64": 41.9}) == 4  # 16 and 64 run slower (M3)
-    assert batch_size_for({"1": 19.9, "4": 20.0, "16": 19.2, "64": 19.1}) == 16  # never 64 unless it is best
+    assert batch_size_for({"1": 202.4, "4": 200.1, "16": 182.4, "64": 211.5}) == 16  # a noisy M2 sweep
+    assert batch_size_for({"1": 42.4, "4": 46.0, "16": 40.3, "64": 41.9}) == 4  # 16 runs >10% slower (M3)
+    assert batch_size_for({"1": 19.9, "4": 20.0, "16": 19.2, "64": 20.5}) == 16  # 64 not 5% ahead
 
 
 def test_the_websocket_load_generator_masks_every_length_form() -> None:
