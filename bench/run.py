@@ -828,7 +828,8 @@ def main() -> None:
                         "each is installed into bench/.venv-<peer> on first use")
     parser.add_argument("--redis-socket", action="store_true", help="web and worker reach Redis over a Unix socket")
     parser.add_argument("--max-batch-size", default="", help="override the deployments' max_batch_size, e.g. "
-                        "M3=4,M2=16 (by default the largest batch up to 16 within 10%% of the best up to 16, see batch_size_for)")
+                        "M3=4,M2=16 (by default the largest batch up to 16 within 10%% of the best up to 16, "
+                        "see batch_size_for)")
     parser.add_argument("--instances", default="", help="override the deployments' instances, e.g. M2=1 "
                         "(by default one per intra-op thread where one row takes 1 ms or more, see instances_for)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
