@@ -52,6 +52,11 @@ SHADOW_MODELS = {"M1"}
 # Cells last long enough to see about this many requests at the raw limit (slow models get longer cells).
 CELL_REQUESTS = 200
 RAW_BATCHES = (1, 4, 16, 64)
+# The reference models' max_batch_size, fixed: what batch_size_for chose in most of the sweeps of
+# 2026-11-23 to 12-03 (M1 64; M2 16; M3 4 or 16). Chosen afresh from each run's first sweep, one
+# noisy sweep put M2 on 1 or 4 rows (0.72-0.73x raw on 2026-12-03 against 0.86 with 16). Models
+# without an entry get batch_size_for's choice; the rule's choice is recorded beside it either way.
+TUNED_BATCH = {"M1": 64, "M2": 16, "M3": 16}
 RAW_SLICES = 3
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -438,11 +443,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         paddock.start()
         for name in args.models:
             slug = name.lower()
-            max_batch = args.max_batch_size.get(name) or batch_size_for(report["raw"][name])
+            by_rule = batch_size_for(report["raw"][name])
+            max_batch = args.max_batch_size.get(name) or TUNED_BATCH.get(name) or by_rule
             seconds = max(args.seconds, min(20.0, CELL_REQUESTS / max(report["raw"][name].values())))
             instances = args.instances.get(name) or instances_for(report["raw"][name], args.intra_op_threads)
             report.setdefault("deployments", {})[name] = {"max_batch_size": max_batch, "instances": instances,
-                                                          "cell_seconds": seconds}
+                                                          "max_batch_size_by_rule": by_rule, "cell_seconds": seconds}
             if instances > 1:
                 report.setdefault("raw_instances", {})[name] = {
                     "instances": instances, "batch": max_batch, "rows_per_s": raw_split(
