@@ -337,37 +337,18 @@ def instances_for(raw: dict[str, float], intra: int) -> int:
 
 def raw_split(artifact: Path, row: dict[str, np.ndarray], intra: int, instances: int, batch: int,
               seconds: float) -> float:
-    """Rows/s of `instances` 1/instances-thread sessions running the halves of `batch` rows side
-    by side, as a worker with that deployment setting does (workers/runtimes/onnx.py)."""
-    import threading
+    """Rows/s of a worker's runtime with that many instances (workers/runtimes/onnx.py) running
+    `batch` rows in process: its 1/instances-thread copies on the batch's shares side by side."""
+    from workers.runtimes.onnx import OnnxRuntime
 
-    import onnxruntime as ort
-
-    def session() -> Any:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, intra // instances)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
-
-    share = max(1, batch // instances)
-    feed = {name: np.repeat(array, share, axis=0) for name, array in row.items()}
-    sessions = [session() for _ in range(instances)]
-    for one in sessions:
-        one.run(None, feed)
-    runs = [0] * instances
-    started = time.perf_counter()
-
-    def loop(index: int) -> None:
-        while runs[index] == 0 or time.perf_counter() - started < seconds:
-            sessions[index].run(None, feed)
-            runs[index] += 1
-
-    threads = [threading.Thread(target=loop, args=(index,)) for index in range(instances)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(runs) * share / (time.perf_counter() - started)
+    runtime = OnnxRuntime(artifact, use_cuda=False, intra_op_threads=intra, instances=instances)
+    feed = {name: np.repeat(array, batch, axis=0) for name, array in row.items()}
+    runtime.run(feed)
+    runs, started = 0, time.perf_counter()
+    while runs == 0 or time.perf_counter() - started < seconds:
+        runtime.run(feed)
+        runs += 1
+    return runs * batch / (time.perf_counter() - started)
 
 
 def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float,

@@ -55,6 +55,21 @@ def reference(served: Served, x: np.ndarray) -> np.ndarray:
     return ort.InferenceSession(str(served.path)).run(None, {"x": x})[0]
 
 
+def post_all_at_once(base: str, token: str, model: str, inputs: list[np.ndarray]) -> list[tuple[int, list[float]]]:
+    """One JSON request per array of input `x`, all released together: (status, first output)."""
+    start = threading.Barrier(len(inputs))
+
+    def one(x: np.ndarray) -> tuple[int, list[float]]:
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                                       "data": x.ravel().tolist()}]}).encode()
+        start.wait()
+        status, _, payload = call(base, "POST", f"/v2/models/{model}/infer", body, token)
+        return status, json.loads(payload)["outputs"][0]["data"]
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        return list(pool.map(one, inputs))
+
+
 def triton_client(base: str) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(url=base.removeprefix("http://"), network_timeout=60,
                                         connection_timeout=60, concurrency=8)
@@ -277,17 +292,7 @@ def test_64_concurrent_requests_are_served_in_fewer_than_64_batches(served: Serv
     session = ort.InferenceSession(version.artifact.path)
     before = batch_counters(web_server, served.token, "slow")
     inputs = [np.random.default_rng(seed).standard_normal((1, 1024)).astype(np.float32) for seed in range(64)]
-    start = threading.Barrier(64)
-
-    def one(x: np.ndarray) -> tuple[int, list[float]]:
-        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024],
-                                       "data": x.ravel().tolist()}]}).encode()
-        start.wait()
-        status, _, payload = call(web_server, "POST", "/v2/models/slow/infer", body, served.token)
-        return status, json.loads(payload)["outputs"][0]["data"]
-
-    with ThreadPoolExecutor(64) as pool:
-        results = list(pool.map(one, inputs))
+    results = post_all_at_once(web_server, served.token, "slow", inputs)
     for (status, data), x in zip(results, inputs, strict=True):
         assert status == 200
         np.testing.assert_allclose(data, session.run(None, {"x": x})[0].ravel(), rtol=1e-4, atol=1e-5)
@@ -322,17 +327,7 @@ def test_instances_split_batches_and_answer_as_onnxruntime_does(served: Served, 
     session = ort.InferenceSession(version.artifact.path)
     inputs = [np.random.default_rng(seed).standard_normal((1 + seed % 3, 1024)).astype(np.float32)
               for seed in range(32)]
-    start = threading.Barrier(32)
-
-    def one(x: np.ndarray) -> tuple[int, list[float]]:
-        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
-                                       "data": x.ravel().tolist()}]}).encode()
-        start.wait()
-        status, _, payload = call(web_server, "POST", "/v2/models/slow/infer", body, served.token)
-        return status, json.loads(payload)["outputs"][0]["data"]
-
-    with ThreadPoolExecutor(32) as pool:
-        results = list(pool.map(one, inputs))
+    results = post_all_at_once(web_server, served.token, "slow", inputs)
     for (status, data), x in zip(results, inputs, strict=True):
         assert status == 200
         np.testing.assert_allclose(data, session.run(None, {"x": x})[0].ravel(), rtol=1e-4, atol=1e-5)

@@ -39,8 +39,8 @@ class OnnxRuntime:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {name: _as_ort_strings(array) if array.dtype == object else array for name, array in inputs.items()}
-        rows = len(next(iter(feed.values()))) if feed and self.copies else 0
-        if rows < self.instances or self.pool is None:
+        rows = len(next(iter(feed.values()))) if feed else 0
+        if self.pool is None or rows < self.instances:
             results = self.session.run(self.output_names, feed)
             return dict(zip(self.output_names, results, strict=True))
         # Contiguous row ranges, one per copy; the calling thread runs the first itself.
