@@ -457,7 +457,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for peer in installed:
                 try:
                     live[peer] = start_peer(stack, peer, installed[peer], workdir=workdir, artifact=artifacts[name],
-                                            model=slug, args=args, body=naive_body)
+                                            model=slug, args=args, body=naive_body, instances=instances)
                     report["peers"][peer]["server"] = _server_version(live[peer])
                 except (RuntimeError, OSError) as error:
                     log(f"{peer}: cannot serve {name}, measuring without it: {error}")
@@ -549,10 +549,12 @@ def _posts(url: str, body: bytes, timeout: float = 10, token: str = "") -> bool:
 
 
 def start_peer(stack: Stack, peer: str, installed: dict[str, Any], *, workdir: Path, artifact: Path, model: str,
-               args: argparse.Namespace, body: bytes) -> peers.Launch:
-    """Starts the peer serving one model and waits for it to answer the bench's body."""
+               args: argparse.Namespace, body: bytes, instances: int) -> peers.Launch:
+    """Starts the peer serving one model (with as many instances as Paddock's deployment, where
+    the peer has them) and waits for it to answer the bench's body."""
     launch = peers.launch(peer, installed, workdir=workdir, artifact=artifact, model=model,
-                          intra_op_threads=args.intra_op_threads, ports=(free_port(), free_port(), free_port()))
+                          intra_op_threads=args.intra_op_threads, ports=(free_port(), free_port(), free_port()),
+                          instances=instances)
     process = stack.start(peer, launch.command, launch.env)
 
     def answers() -> bool:

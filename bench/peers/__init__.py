@@ -53,7 +53,8 @@ def settings(name: str) -> dict[str, Any]:
     if name == "mlserver":
         return {"parallel_workers": 0, "debug": False, "max_batch_size": MAX_BATCH_SIZE,
                 "max_batch_time_s": MLSERVER_MAX_BATCH_TIME_S, "runtime": "bench/peers/mlserver_onnx.py"}
-    return {"max_batch_size": MAX_BATCH_SIZE, "max_queue_delay_microseconds": 0, "instances": 1,
+    return {"max_batch_size": MAX_BATCH_SIZE, "max_queue_delay_microseconds": 0,
+            "instances": "as Paddock's deployment",
             "runtime": "bench/peers/pytriton_server.py"}
 
 
@@ -112,8 +113,10 @@ def install(name: str, log: Callable[[str], None]) -> dict[str, Any]:
 
 
 def launch(name: str, installed: dict[str, Any], *, workdir: Path, artifact: Path, model: str, intra_op_threads: int,
-           ports: tuple[int, int, int]) -> Launch:
-    """The command that serves `artifact` as `model` on 127.0.0.1 (HTTP, gRPC and metrics ports)."""
+           ports: tuple[int, int, int], instances: int = 1) -> Launch:
+    """The command that serves `artifact` as `model` on 127.0.0.1 (HTTP, gRPC and metrics ports);
+    PyTriton with `instances` model instances (MLServer has no such setting with
+    parallel_workers 0)."""
     http, grpc, metrics = ports
     artifact = artifact.resolve()  # MLServer reads a relative uri from the model's settings folder
     bindir = venv_dir(name) / "bin"
@@ -141,7 +144,7 @@ def launch(name: str, installed: dict[str, Any], *, workdir: Path, artifact: Pat
     command = [str(bindir / "python"), str(PEERS_DIR / "pytriton_server.py"), str(artifact), model,
                "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
                "--intra-op-threads", str(intra_op_threads), "--max-batch-size", str(MAX_BATCH_SIZE),
-               "--workspace", str(workdir / f"pytriton-{model}")]
+               "--instances", str(instances), "--workspace", str(workdir / f"pytriton-{model}")]
     return Launch(command, env, f"{url}/v2/models/{model}/infer", url, f"http://127.0.0.1:{metrics}/metrics")
 
 

@@ -1,11 +1,15 @@
-"""The bench's PyTriton server: one ONNX model behind Triton's dynamic batcher, one onnxruntime
-session with the naive server's settings (CPU provider, spinning off). Runs inside
-bench/.venv-pytriton; Triton answers KServe v2 on --http-port.
+"""The bench's PyTriton server: one ONNX model behind Triton's dynamic batcher, with the naive
+server's onnxruntime settings (CPU provider, spinning off). --instances N binds N inference
+functions (Triton's instance_group count), each with its own session of 1/N of the intra-op
+threads, as a Paddock deployment with that many instances splits its threads; each instance runs
+whole batches of its own, as Triton's instances do. Runs inside bench/.venv-pytriton; Triton
+answers KServe v2 on --http-port.
 Run: python bench/peers/pytriton_server.py MODEL.onnx NAME --http-port P --grpc-port G --metrics-port M"""
 
 import argparse
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,24 @@ def tensors(arguments: list[ort.NodeArg]) -> list[Tensor]:
             for a in arguments]
 
 
+def open_session(model: str, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def instance(session: ort.InferenceSession) -> Callable[..., dict[str, np.ndarray]]:
+    """One model instance's inference function, batched by Triton."""
+    outputs = [o.name for o in session.get_outputs()]
+
+    @batch
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, session.run(outputs, inputs), strict=True))
+
+    return infer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -33,19 +55,14 @@ def main() -> None:
     parser.add_argument("--metrics-port", type=int, required=True)
     parser.add_argument("--intra-op-threads", type=int, default=0)
     parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--workspace", type=Path, default=None, help="a folder to create (default: a temporary one)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.intra_op_threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
-    outputs = [o.name for o in session.get_outputs()]
-
-    @batch
-    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(outputs, session.run(outputs, inputs), strict=True))
+    instances = max(args.instances, 1)
+    threads = max(args.intra_op_threads // instances, 1) if args.intra_op_threads else 0
+    sessions = [open_session(args.model, threads) for _ in range(instances)]
 
     config = TritonConfig(http_address="127.0.0.1", http_port=args.http_port, grpc_address="127.0.0.1",
                           grpc_port=args.grpc_port, metrics_port=args.metrics_port, log_verbose=0)
@@ -53,8 +70,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with Triton(config=config, workspace=args.workspace) as triton:
         # Triton's default queue delay (0): a batch is whatever has queued while the model ran.
-        triton.bind(model_name=args.name, infer_func=infer, inputs=tensors(session.get_inputs()),
-                    outputs=tensors(session.get_outputs()),
+        triton.bind(model_name=args.name, infer_func=[instance(session) for session in sessions],
+                    inputs=tensors(sessions[0].get_inputs()), outputs=tensors(sessions[0].get_outputs()),
                     config=ModelConfig(max_batch_size=args.max_batch_size, batcher=DynamicBatcher()))
         triton.serve()
 
