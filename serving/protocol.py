@@ -13,12 +13,19 @@ from typing import Any
 
 import numpy as np
 import orjson
+import simdjson
 
 from registry.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
 from serving.errors import InvalidInput
 
 _INT_KINDS = "iu"
 _NUMBER_KINDS = "iuf"
+# How simdjson copies a homogeneous array of JSON numbers into a buffer, per numpy kind of the
+# input's datatype (BOOL and BYTES have none: they always take orjson's path).
+_BUFFERS = {"f": ("d", np.float64), "i": ("i", np.int64), "u": ("u", np.uint64)}
+# Below this many bytes orjson's Python lists cost less than simdjson's proxies (decode_request,
+# M1's 1.4 KB body: 7 µs with orjson, 10 with simdjson; M2's 253 KB: 595 µs against 297).
+_FAST_PARSE_BYTES = 16 * 1024
 
 
 @dataclass(slots=True)
@@ -58,7 +65,15 @@ def decode_request(body: bytes, json_length: int | None = None) -> InferRequest:
 
 
 def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
-    """A JSON object, or a 400 naming `what` was wrong with it."""
+    """A JSON object, or a 400 naming `what` was wrong with it. An input's flat list of numbers
+    under "data" comes back as a numpy array, read by simdjson straight into a buffer: building
+    a Python float per element is most of a large JSON tensor's cost. Anything else (nested or
+    mixed data, values out of range, invalid JSON) is parsed by orjson, whose lists
+    request_from_json checks and whose errors it reports, as before."""
+    if len(raw) >= _FAST_PARSE_BYTES:
+        document = _parse_with_arrays(raw)
+        if document is not None:
+            return document
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -66,6 +81,75 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidInput(f"{what} must be a JSON object with 'inputs'")
     return document
+
+
+def _parse_with_arrays(raw: bytes | str) -> dict[str, Any] | None:
+    """The document with each input's flat numeric data as an array, or None where orjson is to
+    parse it (simdjson refused it, or it is not an object). A parser per call: a reused one
+    refuses to parse while proxies of its last document live (a few hundred ns to make)."""
+    try:
+        document = simdjson.Parser().parse(raw)
+    except (ValueError, UnicodeError):
+        return None
+    if not isinstance(document, simdjson.Object):
+        return None
+    keys = list(document.keys())
+    if len(set(keys)) < len(keys):
+        return None  # duplicate keys: orjson's verdict (the last wins)
+    plain: dict[str, Any] = {}
+    for key in keys:
+        value = document[key]  # indexing keeps proxies; items() would build every list
+        if key == "inputs" and isinstance(value, simdjson.Array):
+            inputs = [_input(raw_input) for raw_input in value]
+            if any(entry is None for entry in inputs):
+                return None
+            plain[key] = inputs
+        else:
+            plain[key] = _plain(value)
+    return plain
+
+
+def _input(raw: Any) -> Any:
+    """One input as orjson reads it, its flat numeric data as an array; None for duplicate keys."""
+    if not isinstance(raw, simdjson.Object):
+        return _plain(raw)
+    keys = list(raw.keys())
+    if len(set(keys)) < len(keys):
+        return None
+    entry = {key: _plain(raw[key]) for key in keys if key != "data"}
+    if "data" in raw:
+        data = raw["data"]
+        entry["data"] = _numbers(data, entry.get("datatype")) if isinstance(data, simdjson.Array) else _plain(data)
+    return entry
+
+
+def _numbers(data: Any, datatype: Any) -> Any:
+    """A flat array of numbers as numpy values of its datatype's kind (int64, uint64 or float64,
+    as numpy reads orjson's lists); otherwise the list, for request_from_json to check."""
+    dtype = V2_TO_NUMPY.get(datatype) if isinstance(datatype, str) else None
+    buffer = _BUFFERS.get(dtype.kind) if dtype is not None else None
+    if buffer is not None:
+        of_type, read_as = buffer
+        try:
+            values = np.frombuffer(data.as_buffer(of_type=of_type), dtype=read_as)
+        except (TypeError, ValueError):  # not all numbers of that kind, or out of its range
+            values = None
+        # as_buffer flattens nested lists: only a flat one (a number first, one number per
+        # element) is taken, so that nested or ragged data is checked as before. (A list whose
+        # nesting still gives one number per element, as [1, [2], 3], is read flat, as Triton
+        # reads nested data.)
+        if values is not None and values.size == len(data) and (not values.size or not isinstance(
+                data[0], simdjson.Array)):
+            return values
+    return data.as_list()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
 
 
 def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b"") -> InferRequest:

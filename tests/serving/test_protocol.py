@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from serving.errors import InvalidInput
-from serving.protocol import InferRequest, Tensor, decode_request, encode_response, serialize_bytes_tensor
+from serving.protocol import (
+    InferRequest,
+    Tensor,
+    _parse_with_arrays,
+    decode_request,
+    encode_response,
+    serialize_bytes_tensor,
+)
 from serving.signature import check_request, is_batchable
 
 SIGNATURE_IN = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
@@ -72,10 +79,64 @@ def test_bytes_outputs_are_length_prefixed_in_binary() -> None:
      "parameter 'timeout' must be a positive integer (microseconds)"),
     ([1, 2], "request body must be a JSON object with 'inputs'"),
 ])
-def test_malformed_requests_are_refused_with_the_reason(data: object, message: str) -> None:
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_malformed_requests_are_refused_with_the_reason(data: object, message: str, large: bool) -> None:
+    """Small bodies are parsed by orjson alone; large ones by simdjson first (the same verdicts)."""
+    if large:
+        data = pad(data)
     with pytest.raises(InvalidInput) as refused:
         decode_request(json.dumps(data).encode())
     assert refused.value.message == message
+
+
+def pad(data: object) -> object:
+    """The same request, past the size where simdjson reads its numbers."""
+    if isinstance(data, dict):
+        return {**data, "parameters": {**data.get("parameters", {}), "note": "x" * 20_000}}
+    assert isinstance(data, list)
+    return data + [0] * 10_000
+
+
+def test_large_json_tensors_are_read_straight_into_arrays_of_the_same_values() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal(3 * 64 * 64).astype(np.float32)
+    ids = rng.integers(-2**62, 2**62, 300)
+    body = json.dumps({"id": "r", "inputs": [
+        {"name": "image", "datatype": "FP32", "shape": [1, 3, 64, 64], "data": image.tolist()},
+        {"name": "ids", "datatype": "INT64", "shape": [300], "data": ids.tolist()},
+        {"name": "big", "datatype": "UINT64", "shape": [2], "data": [2**64 - 1, 0]},
+        {"name": "half", "datatype": "FP16", "shape": [2], "data": [1, 0.5]},
+    ], "outputs": [{"name": "y"}]}).encode()
+    parsed = _parse_with_arrays(body)
+    assert parsed is not None and all(isinstance(i["data"], np.ndarray) for i in parsed["inputs"])
+    request = decode_request(body)
+    np.testing.assert_array_equal(request.inputs[0].array, image.reshape(1, 3, 64, 64))
+    assert request.inputs[0].array.dtype == np.float32
+    np.testing.assert_array_equal(request.inputs[1].array, ids)
+    assert request.inputs[2].array.tolist() == [2**64 - 1, 0] and request.inputs[2].array.dtype == np.uint64
+    assert request.inputs[3].array.dtype == np.float16
+    assert request.id == "r" and request.outputs == ["y"]
+
+
+def test_large_nested_mixed_and_duplicated_data_decode_as_orjson_reads_them() -> None:
+    note = {"note": "x" * 20_000}
+    nested = decode_request(json.dumps({"parameters": note, "inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3, 4]]}]}).encode())
+    assert nested.inputs[0].array.tolist() == [[1, 2], [3, 4]]
+    words = decode_request(json.dumps({"parameters": note, "inputs": [
+        {"name": "w", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}]}).encode())
+    assert list(words.inputs[0].array) == [b"a", b"b"]
+    # Duplicate keys: the last wins, as with orjson.
+    twice = (b'{"parameters": ' + json.dumps(note).encode()
+             + b', "inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2], "data": [5, 6]}]}')
+    assert decode_request(twice).inputs[0].array.tolist() == [5, 6]
+
+
+def test_large_invalid_json_gets_orjsons_message() -> None:
+    body = b'{"parameters": {"note": "' + b"x" * 20_000 + b'"}, "inputs": [1, 2'
+    with pytest.raises(InvalidInput) as refused:
+        decode_request(body)
+    assert refused.value.message.startswith("request body is not valid JSON: ")
 
 
 def tensor(name: str, datatype: str, shape: list[int]) -> Tensor:
