@@ -83,44 +83,50 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
     return document
 
 
+class _ToOrjson(Exception):
+    """What simdjson read is for orjson to read again (and judge)."""
+
+
 def _parse_with_arrays(raw: bytes | str) -> dict[str, Any] | None:
     """The document with each input's flat numeric data as an array, or None where orjson is to
-    parse it (simdjson refused it, or it is not an object). A parser per call: a reused one
-    refuses to parse while proxies of its last document live (a few hundred ns to make)."""
+    parse it (simdjson refused it, it is not an object, or it repeats a key). A parser per call:
+    a reused one refuses to parse while proxies of its last document live (a few hundred ns to
+    make)."""
     try:
         document = simdjson.Parser().parse(raw)
-    except (ValueError, UnicodeError):
+        if not isinstance(document, simdjson.Object):
+            return None
+        plain = _fields(document)
+        if isinstance(plain.get("inputs"), simdjson.Array):
+            plain["inputs"] = [_input(entry) for entry in plain["inputs"]]
+        return _settled(plain)
+    except (ValueError, UnicodeError, _ToOrjson):
         return None
-    if not isinstance(document, simdjson.Object):
-        return None
-    keys = list(document.keys())
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """An object's fields, values still simdjson's proxies (indexing keeps them; items() would
+    build every list). A repeated key goes to orjson, where the last one wins."""
+    keys = list(obj.keys())
     if len(set(keys)) < len(keys):
-        return None  # duplicate keys: orjson's verdict (the last wins)
-    plain: dict[str, Any] = {}
-    for key in keys:
-        value = document[key]  # indexing keeps proxies; items() would build every list
-        if key == "inputs" and isinstance(value, simdjson.Array):
-            inputs = [_input(raw_input) for raw_input in value]
-            if any(entry is None for entry in inputs):
-                return None
-            plain[key] = inputs
-        else:
-            plain[key] = _plain(value)
-    return plain
+        raise _ToOrjson
+    return {key: obj[key] for key in keys}
 
 
 def _input(raw: Any) -> Any:
-    """One input as orjson reads it, its flat numeric data as an array; None for duplicate keys."""
+    """One input as orjson reads it, its flat numeric data as an array."""
     if not isinstance(raw, simdjson.Object):
         return _plain(raw)
-    keys = list(raw.keys())
-    if len(set(keys)) < len(keys):
-        return None
-    entry = {key: _plain(raw[key]) for key in keys if key != "data"}
-    if "data" in raw:
-        data = raw["data"]
+    entry = _settled(_fields(raw), keep="data")
+    if "data" in entry:
+        data = entry["data"]
         entry["data"] = _numbers(data, entry.get("datatype")) if isinstance(data, simdjson.Array) else _plain(data)
     return entry
+
+
+def _settled(fields: dict[str, Any], keep: str = "") -> dict[str, Any]:
+    """Every proxy among the values (but `keep`'s) as the Python value orjson gives."""
+    return {key: value if key == keep else _plain(value) for key, value in fields.items()}
 
 
 def _numbers(data: Any, datatype: Any) -> Any:

@@ -8,6 +8,7 @@ Run: python bench/peers/pytriton_server.py MODEL.onnx NAME --http-port P --grpc-
 
 import argparse
 import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -61,7 +62,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     instances = max(args.instances, 1)
-    threads = max(args.intra_op_threads // instances, 1) if args.intra_op_threads else 0
+    # As a Paddock worker splits its threads (workers/runtimes/onnx.py): one instance keeps the
+    # setting (0: onnxruntime's default), several share the machine's threads.
+    threads = args.intra_op_threads if instances == 1 else max(
+        1, (args.intra_op_threads or os.cpu_count() or 1) // instances)
     sessions = [open_session(args.model, threads) for _ in range(instances)]
 
     config = TritonConfig(http_address="127.0.0.1", http_port=args.http_port, grpc_address="127.0.0.1",

@@ -74,6 +74,8 @@ def test_bytes_outputs_are_length_prefixed_in_binary() -> None:
     ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [[1], [2, 3]]}]},
      "input 'x': data is ragged; expected 2 FP32 values"),
     ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}, "input 'x': no 'data' and no binary_data_size"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": {"a": 1}}]},
+     "input 'x': data is not FP32 (received mixed values)"),
     ({"id": 5, "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}, "'id' must be a string"),
     ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"timeout": -1}},
      "parameter 'timeout' must be a positive integer (microseconds)"),
