@@ -337,18 +337,31 @@ def instances_for(raw: dict[str, float], intra: int) -> int:
 
 def raw_split(artifact: Path, row: dict[str, np.ndarray], intra: int, instances: int, batch: int,
               seconds: float) -> float:
-    """Rows/s of a worker's runtime with that many instances (workers/runtimes/onnx.py) running
-    `batch` rows in process: its 1/instances-thread copies on the batch's shares side by side."""
+    """Rows/s of a worker's runtime with that many instances (workers/runtimes/onnx.py) in
+    process, as the batcher's lanes run it: one thread per 1/instances-thread copy, each running
+    whole batches of `batch` rows side by side with the others."""
+    import threading
+
     from workers.runtimes.onnx import OnnxRuntime
 
     runtime = OnnxRuntime(artifact, use_cuda=False, intra_op_threads=intra, instances=instances)
     feed = {name: np.repeat(array, batch, axis=0) for name, array in row.items()}
-    runtime.run(feed)
-    runs, started = 0, time.perf_counter()
-    while runs == 0 or time.perf_counter() - started < seconds:
-        runtime.run(feed)
-        runs += 1
-    return runs * batch / (time.perf_counter() - started)
+    for instance in range(instances):
+        runtime.run(feed, instance=instance)
+    runs = [0] * instances
+    started = time.perf_counter()
+
+    def lane(instance: int) -> None:
+        while runs[instance] == 0 or time.perf_counter() - started < seconds:
+            runtime.run(feed, instance=instance)
+            runs[instance] += 1
+
+    threads = [threading.Thread(target=lane, args=(instance,)) for instance in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(runs) * batch / (time.perf_counter() - started)
 
 
 def raw_limit(artifact: Path, row: dict[str, np.ndarray], intra: int, seconds: float,
@@ -714,10 +727,10 @@ def table(report: dict[str, Any]) -> str:
         how = "the median of one measurement per round; ÷ raw uses each round's own"
     split = report.get("raw_instances", {})
     if split:
-        raw.append("\nThe same, split as a worker with the deployment's `instances` runs it (that many sessions of "
-                   "1/instances of the threads, side by side on the batch's shares; ÷ raw stays ÷ the one session "
-                   "above): " + ", ".join(
-                       f"{model} {s['instances']} × b={s['batch'] // s['instances']}: {s['rows_per_s']:,.0f} rows/s "
+        raw.append("\nThe same, as a worker with the deployment's `instances` runs it (that many sessions of "
+                   "1/instances of the threads, each running whole batches side by side; ÷ raw stays ÷ the one "
+                   "session above): " + ", ".join(
+                       f"{model} {s['instances']} × b={s['batch']}: {s['rows_per_s']:,.0f} rows/s "
                        f"({s['rows_per_s'] / max(report['raw'][model].values()):.2f} × its best batch)"
                        for model, s in split.items()))
     return f"Raw onnxruntime in process, rows/s ({how}):\n\n" + "\n".join(raw) + \

@@ -12,7 +12,13 @@ Each round:
 4. Publish the replies (one message per web process), XACK and XDEL: sent with the next
    XREADGROUP, in one write.
 5. Once a second: XAUTOCLAIM entries another worker took but left unanswered longer than the
-   claim timeout (it died), and serve them."""
+   claim timeout (it died), and serve them.
+
+Steps 2-4 run in lanes: lane 0 is the batcher's own thread (it also plans and claims), and a
+version deployed with `instances` N is served by lanes 0 to N-1, each a thread with its own
+Redis connection that reads and runs whole batches on its own copy of the model (Triton's
+instance_group). One lane's round trip and Python work overlap the others' compute, and no
+lane waits for another's rows."""
 
 import logging
 import os
@@ -58,9 +64,9 @@ class Batcher:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.redis = redis.Redis.from_url(redis_url or settings.REDIS_URL, socket_timeout=5,
                                           socket_connect_timeout=2, health_check_interval=10)
-        # The round trip per batch (replies out, next requests in) skips redis-py's layers: at
-        # one client they cost more CPU than the model (serving.resp).
-        self.hot = BlockingResp(redis_url or settings.REDIS_URL)
+        self.redis_url = redis_url or settings.REDIS_URL
+        self.lanes = [Lane(0, self.redis_url)]
+        self.counting = threading.Lock()  # held versions' batch and row counts, kept by every lane
         self.cache = ModelCache()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -68,8 +74,6 @@ class Batcher:
         self.next_claim = 0.0
         self.cpu = CpuMeter()
         self.gpu = GpuMeter()
-        # Replies and acknowledgements not sent yet: they leave with the next read, in one write.
-        self.unsent: list[tuple[Any, ...]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -79,8 +83,9 @@ class Batcher:
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+        for thread in [self.thread, *(lane.thread for lane in self.lanes[1:])]:
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self.redis.hdel(workers_key(), self.consumer)
         except redis.RedisError:
@@ -88,9 +93,15 @@ class Batcher:
 
     def run(self) -> None:
         logger.info("batcher %s started", self.consumer)
+        self.loop(self.step, self.lanes[0])
+
+    def run_lane(self, lane: "Lane") -> None:
+        self.loop(lambda: self.lane_round(lane), lane)
+
+    def loop(self, round_: Any, lane: "Lane") -> None:
         while not self.stopping.is_set():
             try:
-                self.step()
+                round_()
             except redis.ConnectionError as exc:
                 logger.warning("Redis unreachable (%s); retrying", exc)
                 self.stopping.wait(0.5)
@@ -104,7 +115,7 @@ class Batcher:
                 logger.exception("batcher round failed")
                 self.stopping.wait(0.5)
         try:
-            self.flush()
+            self.flush(lane)
         except redis.RedisError:
             logger.warning("could not send the last replies before stopping")
 
@@ -117,35 +128,42 @@ class Batcher:
             self.next_plan = now + PLAN_INTERVAL
             self.plan()
         held = list(self.cache.held.values())
-        if not held:
-            self.flush()
-            self.stopping.wait(0.1)
-            return
-        by_stream = {h.stream: h for h in held}
-        # One blocking read over every held stream takes one COUNT for all: the smallest
-        # max_batch_size, so that no version's entries are taken beyond what its next batch
-        # runs (the rest stay in the stream for any worker); a version that filled it and
-        # allows more is topped up at once (gather).
-        count = min(max(h.plan.settings["max_batch_size"], 1) for h in held)
-        answer = self.read(list(by_stream), count=count, block=READ_BLOCK_MS)
-        for index, (stream, entries) in enumerate(answer):
-            if index:
-                self.flush()  # one version's replies do not wait for another version's batch
-            version = by_stream[stream.decode()]
-            self.serve(version, self.gather(version, entries, count))
+        self.take(self.lanes[0], held)
         if now >= self.next_claim:
             self.flush()
             self.next_claim = now + 1.0
             self.claim_abandoned(held)
 
-    def gather(self, held: Held, entries: list[Any], count: int) -> list[Any]:
+    def lane_round(self, lane: "Lane") -> None:
+        """A round of lane 1 or above: the versions with more instances than its index."""
+        self.take(lane, [h for h in list(self.cache.held.values()) if lane.index < instances_of(h)])
+
+    def take(self, lane: "Lane", held: list[Held]) -> None:
+        if not held:
+            self.flush(lane)
+            self.stopping.wait(0.1)
+            return
+        by_stream = {h.stream: h for h in held}
+        # One blocking read over every held stream takes one COUNT for all: the smallest
+        # max_batch_size, so that no version's entries are taken beyond what its next batch
+        # runs (the rest stay in the stream for any worker or lane); a version that filled it
+        # and allows more is topped up at once (gather).
+        count = min(max(h.plan.settings["max_batch_size"], 1) for h in held)
+        answer = self.read(list(by_stream), count=count, block=READ_BLOCK_MS, lane=lane)
+        for index, (stream, entries) in enumerate(answer):
+            if index:
+                self.flush(lane)  # one version's replies do not wait for another version's batch
+            version = by_stream[stream.decode()]
+            self.serve(version, self.gather(version, entries, count, lane), lane)
+
+    def gather(self, held: Held, entries: list[Any], count: int, lane: "Lane | None" = None) -> list[Any]:
         """Entries read with COUNT `count`: if that cut them short of this version's
         max_batch_size, take what else is queued now; then, with max_queue_delay_ms > 0, wait
         that long at most for a fuller batch."""
         delay = held.plan.settings["max_queue_delay_ms"]
         limit = max(held.plan.settings["max_batch_size"], 1)
         if len(entries) == count < limit:
-            for _, new in self.read([held.stream], count=limit - count, block=None):
+            for _, new in self.read([held.stream], count=limit - count, block=None, lane=lane):
                 entries.extend(new)
         preferred = set(held.plan.settings.get("preferred_batch_sizes") or [])
         if delay <= 0 or len(entries) >= limit or len(entries) in preferred:
@@ -155,15 +173,16 @@ class Batcher:
             remaining = int((deadline - time.monotonic()) * 1000)
             if remaining <= 0:
                 break
-            for _, new in self.read([held.stream], count=limit - len(entries), block=remaining):
+            for _, new in self.read([held.stream], count=limit - len(entries), block=remaining, lane=lane):
                 entries.extend(new)
         return entries
 
-    def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]]) -> None:
+    def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]], lane: "Lane | None" = None) -> None:
         """Entries are (entry id, request payload), the payload None when a claimed entry was
         deleted meanwhile. Each batch's replies leave as soon as it has run: when the entries make
         several batches (claimed ones, or rows of other inner shapes), the first batch's callers
         do not wait for the last."""
+        lane = lane or self.lanes[0]
         held.last_used = time.monotonic()
         done: list[Any] = []  # entries answered without a run: deleted, or past their deadline
         replies: list[tuple[str, dict[str, Any]]] = []
@@ -185,37 +204,30 @@ class Batcher:
         batches = self.batches(held, live)
         for index, batch in enumerate(batches):
             if index:
-                self.flush()
-            replies.extend(self.run_batch(held, batch))
+                self.flush(lane)
+            replies.extend(self.run_batch(held, batch, lane))
             done.extend(job.entry_id for job in batch)
-            self.respond(held, replies, done)
+            lane.respond(held.stream, replies, done)
             replies, done = [], []
         if done:
-            self.respond(held, replies, done)
+            lane.respond(held.stream, replies, done)
 
-    def respond(self, held: Held, replies: list[tuple[str, dict[str, Any]]], done: list[Any]) -> None:
-        """Queue the replies (one message per web process) and the entries' XACK and XDEL."""
-        for target in {to for to, _ in replies}:
-            self.unsent.append(("PUBLISH", target, pack_replies([answer for to, answer in replies if to == target])))
-        self.unsent.append(("XACK", held.stream, GROUP, *done))
-        self.unsent.append(("XDEL", held.stream, *done))
-
-    def read(self, streams: list[str], *, count: int, block: int | None) -> list[tuple[bytes, list[Any]]]:
+    def read(self, streams: list[str], *, count: int, block: int | None,
+             lane: "Lane | None" = None) -> list[tuple[bytes, list[Any]]]:
         """XREADGROUP (block None: return at once), sent in one write after the replies of the
         last batches: the worker's one round trip per batch (and at one client, one wake-up less
         per request). Returns [(stream, [(entry id, payload), ...]), ...]."""
-        commands, self.unsent = self.unsent, []
+        lane = lane or self.lanes[0]
+        commands, lane.unsent = lane.unsent, []
         blocking = ("BLOCK", block) if block is not None else ()
         commands.append(("XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count, *blocking,
                          "STREAMS", *streams, *[">"] * len(streams)))
-        answer = self.hot.execute(commands)[-1] or []
+        answer = lane.hot.execute(commands)[-1] or []
         return [(stream, [(entry_id, fields[1] if fields else None) for entry_id, fields in entries])
                 for stream, entries in answer]
 
-    def flush(self) -> None:
-        if self.unsent:
-            commands, self.unsent = self.unsent, []
-            self.hot.execute(commands)
+    def flush(self, lane: "Lane | None" = None) -> None:
+        (lane or self.lanes[0]).flush()
 
     @staticmethod
     def batches(held: Held, jobs: list[Job]) -> list[list[Job]]:
@@ -232,7 +244,7 @@ class Batcher:
             chunks[-1].append(job)
         return [chunk for chunks in groups.values() for chunk in chunks]
 
-    def run_batch(self, held: Held, jobs: list[Job]) -> list[tuple[str, dict[str, Any]]]:
+    def run_batch(self, held: Held, jobs: list[Job], lane: "Lane | None" = None) -> list[tuple[str, dict[str, Any]]]:
         started_ms = now_ms()
         tick = time.perf_counter()
         rows = sum(job.rows for job in jobs)
@@ -241,14 +253,18 @@ class Batcher:
                 feed = jobs[0].inputs
             else:
                 feed = {name: np.concatenate([job.inputs[name] for job in jobs]) for name in jobs[0].inputs}
-            outputs = held.runtime.run(feed)
+            if instances_of(held) > 1:  # the lane's own copy
+                outputs = held.runtime.run(feed, instance=(lane or self.lanes[0]).index)  # type: ignore[call-arg]
+            else:
+                outputs = held.runtime.run(feed)
         except Exception as exc:  # noqa: BLE001 - the runtime's error goes back to each caller
             logger.warning("inference failed for %s v%s: %s", held.plan.model, held.plan.number, exc)
             return [(job.reply_to, reply(rid=job.rid, status=500, error=f"inference failed: {exc}"))
                     for job in jobs]
         compute_ms = (time.perf_counter() - tick) * 1000
-        held.batches += 1
-        held.rows += rows
+        with self.counting:
+            held.batches += 1
+            held.rows += rows
         replies = []
         offset = 0
         for job in jobs:
@@ -293,7 +309,19 @@ class Batcher:
                                   sha256=version.sha256, priority=1.0 if deployed else 0.0))
         loaded = self.cache.sync(plans)
         self.ensure_groups([self.cache.held[v] for v in loaded])
+        self.ensure_lanes()
         self.heartbeat()
+
+    def ensure_lanes(self) -> None:
+        """As many lanes as the held version with the most instances needs; a lane that has
+        nothing left to serve idles on a 100 ms wait until one does again."""
+        wanted = max((instances_of(h) for h in list(self.cache.held.values())), default=1)
+        while len(self.lanes) < wanted:
+            lane = Lane(len(self.lanes), self.redis_url)
+            lane.thread = threading.Thread(target=self.run_lane, args=(lane,), daemon=True,
+                                           name=f"paddock-batcher-lane-{lane.index}")
+            self.lanes.append(lane)
+            lane.thread.start()
 
     def live_workers(self) -> list[str]:
         return sorted({self.consumer, *fresh_heartbeats(self.redis.hgetall(workers_key()))})
@@ -317,6 +345,36 @@ class Batcher:
             "held": [h.describe() for h in self.cache.held.values()],
         }
         self.redis.hset(workers_key(), self.consumer, pack_heartbeat(beat))
+
+
+class Lane:
+    """A loop that takes and runs batches, with its own Redis connection: the round trip per
+    batch (replies out, next requests in) skips redis-py's layers, which at one client cost more
+    CPU than the model (serving.resp)."""
+
+    def __init__(self, index: int, redis_url: str) -> None:
+        self.index = index
+        self.hot = BlockingResp(redis_url)
+        # Replies and acknowledgements not sent yet: they leave with the next read, in one write.
+        self.unsent: list[tuple[Any, ...]] = []
+        self.thread: threading.Thread | None = None
+
+    def respond(self, stream: str, replies: list[tuple[str, dict[str, Any]]], done: list[Any]) -> None:
+        """Queue the replies (one message per web process) and the entries' XACK and XDEL."""
+        for target in {to for to, _ in replies}:
+            self.unsent.append(("PUBLISH", target, pack_replies([answer for to, answer in replies if to == target])))
+        self.unsent.append(("XACK", stream, GROUP, *done))
+        self.unsent.append(("XDEL", stream, *done))
+
+    def flush(self) -> None:
+        if self.unsent:
+            commands, self.unsent = self.unsent, []
+            self.hot.execute(commands)
+
+
+def instances_of(held: Held) -> int:
+    """The lanes that serve a version: its runtime's copies (1 without)."""
+    return getattr(held.runtime, "instances", 1)
 
 
 def resident_bytes() -> int:

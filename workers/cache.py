@@ -106,8 +106,9 @@ class ModelCache:
                                    intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS,
                                    instances=_instances(plan), batchable=plan.batchable)
         runtime.run(smoke_inputs(version.inputs, batch=1))  # warm up before reporting ready
-        if len(getattr(runtime, "copies", [])) > 1:
-            runtime.run(smoke_inputs(version.inputs, batch=len(runtime.copies)))  # and each instance
+        copies = len(getattr(runtime, "copies", []))
+        for instance in range(copies if copies > 1 else 0):  # and each instance
+            runtime.run(smoke_inputs(version.inputs, batch=copies), instance=instance)  # type: ignore[call-arg]
         logger.info("loaded %s v%s on %s in %.0f ms", plan.model, plan.number, runtime.provider,
                     (time.perf_counter() - started) * 1000)
         # Weights dominate; twice the artifact covers the runtime's working buffers.

@@ -306,8 +306,8 @@ def test_64_concurrent_requests_are_served_in_fewer_than_64_batches(served: Serv
     assert after[0] - before[0] < 64
 
 
-def test_instances_split_batches_and_answer_as_onnxruntime_does(served: Served, web_server: str, client_for: Any,
-                                                                cast: dict[str, Any], teams: dict[str, Any]) -> None:
+def test_instances_run_batches_side_by_side_and_answer_as_onnxruntime_does(
+        served: Served, web_server: str, client_for: Any, cast: dict[str, Any], teams: dict[str, Any]) -> None:
     actor = Actor(user=cast["engineer"])
     model = services.create_model(actor=actor, name="slow", team=teams["ml"])
     version = register_ready(actor=actor, model=model, data=built.slow_onnx())

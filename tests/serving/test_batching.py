@@ -178,3 +178,68 @@ def test_a_round_takes_no_more_of_a_version_s_queue_than_its_next_batch_runs() -
         assert client.xlen(wide) == 0
     finally:
         client.delete(wide, narrow)
+
+
+def test_a_version_with_two_instances_runs_two_batches_at_once_one_per_lane() -> None:
+    """Lane 0 (the batcher's thread, step) and lane 1 (started for the version's second
+    instance) each take a batch of their own from the stream and run it on their own instance:
+    each run waits at a barrier that only opens while both are running. Real Redis; a stand-in
+    runtime records the instance of each run."""
+    import threading
+    import time
+    import uuid
+
+    import msgpack
+    import redis
+    from django.conf import settings
+
+    from serving.wire import GROUP, pack_request, pack_tensor
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    stream = f"{settings.PADDOCK_REDIS_PREFIX}:batching-test:{uuid.uuid4().hex}"
+    channel = f"{stream}:reply"
+    subscriber = client.pubsub()
+    subscriber.subscribe(channel)
+    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+    client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    for rid in (1, 2):
+        client.xadd(stream, {"m": pack_request(rid=rid, reply_to=channel, deadline_ms=2**62, priority=0, rows=1,
+                                               tensors=[pack_tensor("x", "FP32", np.full((1, 2), rid, np.float32))])})
+    both_running = threading.Barrier(2, timeout=10)
+
+    class Runtime:
+        provider = "test"
+        instances = 2
+
+        def __init__(self) -> None:
+            self.runs: list[tuple[int, float]] = []
+
+        def run(self, feed: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
+            both_running.wait()
+            self.runs.append((instance, float(feed["x"][0, 0])))
+            return {"y": feed["x"] * 2}
+
+    runtime = Runtime()
+    batcher = Batcher(consumer="batching-test")
+    batcher.cache.held = {1: Held(Plan(1, "m", 1, True, {"max_batch_size": 1, "max_queue_delay_ms": 0}),
+                                  runtime, 0, stream)}  # type: ignore[arg-type]
+    batcher.next_plan = batcher.next_claim = float("inf")
+    try:
+        batcher.ensure_lanes()
+        assert [lane.index for lane in batcher.lanes] == [0, 1]
+        replies: dict[int, Any] = {}
+        deadline = time.monotonic() + 10
+        while len(replies) < 2 and time.monotonic() < deadline:
+            batcher.step()
+            batcher.flush()
+            while (message := subscriber.get_message(timeout=0.1)) is not None:
+                replies.update((reply["r"], reply) for reply in msgpack.unpackb(message["data"]))
+        assert sorted(replies) == [1, 2]
+        assert sorted(instance for instance, _ in runtime.runs) == [0, 1]  # one batch per lane
+        assert sorted(value for _, value in runtime.runs) == [1.0, 2.0]
+        assert client.xlen(stream) == 0  # both entries acknowledged and deleted
+        assert batcher.cache.held[1].batches == 2 and batcher.cache.held[1].rows == 2
+    finally:
+        batcher.stop()
+        subscriber.close()
+        client.delete(stream)

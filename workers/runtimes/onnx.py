@@ -1,5 +1,5 @@
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +9,15 @@ from workers.runtimes import RuntimeLoadError
 
 
 class OnnxRuntime:
-    """One onnxruntime session; with `instances` > 1 on the CPU, also that many single-purpose
-    copies that run a batch's rows side by side (Triton's instance_group count). Each copy gets
-    1/instances of the intra-op threads, so no run waits at a barrier for a thread that the
-    machine's other processes preempted: on the 2-core bench machine two 1-thread copies ran
-    M2 5-27% and M3 3-53% faster than one 2-thread session at 16 rows (docs/benchmarks.md). A run
-    of fewer rows than copies goes to the full session, which is faster for one row (M2 5 against
-    8 ms). The cost is memory: instances + 1 copies of the weights."""
+    """One onnxruntime session; with `instances` > 1 on the CPU, also that many copies of
+    1/instances of the intra-op threads, one per batcher lane (Triton's instance_group): each
+    lane runs whole batches on its own copy, side by side with the others, so no run waits at a
+    barrier for a thread that the machine's other processes preempted, and one lane's Redis round
+    trip and Python work overlap the others' compute (workers/batcher.py). On the 2-core bench
+    machine two 1-thread copies ran M2 5-27% and M3 3-53% faster than one 2-thread session at 16
+    rows (docs/benchmarks.md). A batch of fewer rows than copies, while no other copy runs, goes
+    to the full session, which is faster for one row (M2 5 against 8 ms). The cost is memory:
+    instances + 1 copies of the weights."""
 
     name = "onnxruntime"
     version = ort.__version__
@@ -28,31 +30,34 @@ class OnnxRuntime:
         self.session = _session(path, providers, intra_op_threads)
         self.provider = self.session.get_providers()[0]
         self.output_names = [output.name for output in self.session.get_outputs()]
-        # Copies only where rows can be split (a batch axis) and on the CPU (a GPU runs one stream).
+        # Copies only where batches can be told apart by rows (a batch axis) and on the CPU (a
+        # GPU runs one stream).
         self.instances = instances if batchable and self.provider == "CPUExecutionProvider" else 1
         self.copies: list[ort.InferenceSession] = []
-        self.pool: ThreadPoolExecutor | None = None
         if self.instances > 1:
             threads = max(1, (intra_op_threads or os.cpu_count() or 1) // self.instances)
             self.copies = [_session(path, providers, threads) for _ in range(self.instances)]
-            self.pool = ThreadPoolExecutor(self.instances - 1, thread_name_prefix="paddock-instance")
+        self.running = 0  # runs in progress on the copies
+        self.lock = threading.Lock()
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
+        """Run on the full session, or with `instance` on that copy (any index: modulo)."""
         feed = {name: _as_ort_strings(array) if array.dtype == object else array for name, array in inputs.items()}
+        if instance is None or not self.copies:
+            return self._run(self.session, feed)
         rows = len(next(iter(feed.values()))) if feed else 0
-        if self.pool is None or rows < self.instances:
-            results = self.session.run(self.output_names, feed)
-            return dict(zip(self.output_names, results, strict=True))
-        # Contiguous row ranges, one per copy; the calling thread runs the first itself.
-        bounds = np.linspace(0, rows, self.instances + 1).astype(int)
-        parts = [{name: array[start:stop] for name, array in feed.items()}
-                 for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
-        pending = [self.pool.submit(copy.run, self.output_names, part)
-                   for copy, part in zip(self.copies[1:], parts[1:], strict=True)]
-        first = self.copies[0].run(self.output_names, parts[0])
-        results = [first, *(future.result() for future in pending)]
-        return {name: np.concatenate([result[index] for result in results])
-                for index, name in enumerate(self.output_names)}
+        with self.lock:
+            alone = self.running == 0
+            self.running += 1
+        try:
+            session = self.session if alone and rows < self.instances else self.copies[instance % self.instances]
+            return self._run(session, feed)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def _run(self, session: ort.InferenceSession, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, session.run(self.output_names, feed), strict=True))
 
 
 def _session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
