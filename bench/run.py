@@ -313,7 +313,7 @@ def batch_size_for(raw: dict[str, float]) -> int:
     16 within 10% of the best batch up to 16; a bigger batch only where it beats those by more
     than 5% (M1, overhead-bound: 64). On a compute-bound model (M2) every batch is within a few
     percent and several rows per batch amortise the server's per-batch costs (Redis round trip,
-    wake-ups) and give the instances something to split: M2 reached 0.90x raw with 64 against
+    wake-ups) and of each instance's lane: M2 reached 0.90x raw with 64 against
     0.73-0.74 with 1 or 4. Beyond 16 a CPU gains nothing and closed-loop clients fall into
     waves: M3 with 64 did 0.76x raw at 64 clients, against 0.99 with 4 (docs/benchmarks.md).
     The tolerance is 10%, not 5%, because one sweep's noise is that large: on 2026-12-03 a sweep
@@ -328,10 +328,10 @@ def batch_size_for(raw: dict[str, float]) -> int:
 
 def instances_for(raw: dict[str, float], intra: int) -> int:
     """The deployment's instances, as a user tuning it would pick: one copy per intra-op thread
-    for a compute-bound model (one row takes 1 ms or more: M2, M3), where 1-thread copies that
-    split each batch never wait at a barrier for a preempted thread (2 × 1 thread ran M2 5-27%
-    and M3 3-53% faster than 1 × 2 threads at 16 rows, docs/benchmarks.md); one for an
-    overhead-bound model (M1), where a copy would only add a thread hand-off per batch."""
+    for a compute-bound model (one row takes 1 ms or more: M2, M3), where 1-thread copies never
+    wait at a barrier for a preempted thread (2 × 1 thread ran M2 5-27% and M3 3-53% faster than
+    1 × 2 threads at 16 rows, docs/benchmarks.md) and each lane's round trip overlaps the other's
+    compute; one for an overhead-bound model (M1), whose batches are too short to gain from it."""
     return max(1, intra) if raw["1"] <= 1000 else 1
 
 
@@ -469,8 +469,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             live: dict[str, peers.Launch] = {}
             for peer in installed:
                 try:
-                    live[peer] = start_peer(stack, peer, installed[peer], workdir=workdir, artifact=artifacts[name],
-                                            model=slug, args=args, body=naive_body, instances=instances)
+                    try:
+                        live[peer] = start_peer(stack, peer, installed[peer], workdir=workdir,
+                                                artifact=artifacts[name], model=slug, args=args, body=naive_body,
+                                                instances=instances)
+                    except (RuntimeError, OSError) as error:
+                        # Once seen on a loaded machine: PyTriton's Python backend stub refused
+                        # its model's connection at start (2026-12-03 17:52); a second start served.
+                        log(f"{peer}: could not start for {name} ({str(error)[:200]}); trying once more")
+                        live[peer] = start_peer(stack, peer, installed[peer], workdir=workdir,
+                                                artifact=artifacts[name], model=slug, args=args, body=naive_body,
+                                                instances=instances)
                     report["peers"][peer]["server"] = _server_version(live[peer])
                 except (RuntimeError, OSError) as error:
                     log(f"{peer}: cannot serve {name}, measuring without it: {error}")

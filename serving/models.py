@@ -20,10 +20,11 @@ class Deployment(models.Model):
     max_queue_depth = models.PositiveIntegerField(default=1024, help_text="Requests queued beyond this get 429")
     default_timeout_ms = models.PositiveIntegerField(default=30_000)
     min_workers = models.PositiveIntegerField(default=1, help_text="How many workers should hold the version")
-    # Triton's instance_group count, for ONNX on the CPU: copies of the model in each worker that
-    # run a batch's rows side by side, each with 1/instances of the worker's intra-op threads.
+    # Triton's instance_group count, for ONNX on the CPU: copies of the model in each worker, each
+    # with 1/instances of the worker's intra-op threads, running batches of their own side by side.
     instances = models.PositiveIntegerField(
-        default=1, help_text="ONNX on CPU: copies per worker that split each batch (1: one session, every thread)")
+        default=1, help_text="ONNX on CPU: copies per worker, each running batches of its own side by side "
+                             "(1: one session, every thread)")
     # Traffic split: [{"version": n, "weight": w}, ...] summing to 100; empty: all to the active version.
     routes = models.JSONField(default=list, blank=True)
     shadow_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, null=True, blank=True,
