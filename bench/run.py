@@ -767,6 +767,9 @@ def chart(report: dict[str, Any], target: Path) -> None:
     models = report["config"]["models"]
     figure, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
     peer_names = _measured_peers(report)
+    # One colour per path in every panel (the legend is drawn on the first panel only).
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {path: palette[index % len(palette)] for index, path in enumerate([*PATHS, *peer_names])}
     for column, model in enumerate(models):
         for path in [*PATHS, *peer_names]:
             rows = [r for r in report["summary"] if r["model"] == model and r["path"] == path]
@@ -774,6 +777,7 @@ def chart(report: dict[str, Any], target: Path) -> None:
                 continue
             clients = [r["clients"] for r in rows]
             style = {"marker": "s", "linestyle": ":"} if path in peer_names else {"marker": "o"}
+            style["color"] = colours[path]
             axes[0][column].plot(clients, [r["rps"] for r in rows], label=path, **style)
             axes[1][column].plot(clients, [r["p99_ms"] for r in rows], label=path, **style)
         axes[0][column].axhline(max(report["raw"][model].values()), color="grey", linestyle="--",
