@@ -768,10 +768,11 @@ def chart(report: dict[str, Any], target: Path) -> None:
     figure, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
     peer_names = _measured_peers(report)
     # One colour per path in every panel (the legend is drawn on the first panel only).
+    paths = [*PATHS, *peer_names]
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colours = {path: palette[index % len(palette)] for index, path in enumerate([*PATHS, *peer_names])}
+    colours = {path: palette[index % len(palette)] for index, path in enumerate(paths)}
     for column, model in enumerate(models):
-        for path in [*PATHS, *peer_names]:
+        for path in paths:
             rows = [r for r in report["summary"] if r["model"] == model and r["path"] == path]
             if not rows:
                 continue
