@@ -20,4 +20,4 @@ RUN DEBUG=1 python manage.py collectstatic --noinput
 
 USER paddock
 EXPOSE 8000
-CMD ["python", "-m", "serving.server", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["python", "-m", "serving.v2.server", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -210,7 +210,7 @@ class Paddock:
         self.token = self.manage("create_token", "admin", "--scope", "admin", "--name", "bench")
         self.stack.start("worker", [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo",
                                     "-l", "WARNING", "-n", "bench@%h"], self.env)
-        self.stack.start("web", [sys.executable, "-m", "serving.server", "--host", "127.0.0.1",
+        self.stack.start("web", [sys.executable, "-m", "serving.v2.server", "--host", "127.0.0.1",
                                  "--port", str(self.port), "--workers", str(self.args.web_processes),
                                  "--log-level", "warning"], self.env)
         wait_for(lambda: self.get("/v2/health/ready")[0] == 200, "Paddock web")

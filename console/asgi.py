@@ -3,6 +3,7 @@ handler dispatched here, before Django's request cycle; the console's live figur
 (/ws/live/...) are a Channels consumer; everything else is ordinary Django."""
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -15,8 +16,9 @@ from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from serving import http  # noqa: E402 - needs Django set up first
 from serving.consumers import LiveFigures  # noqa: E402
+from serving.v2 import http  # noqa: E402 - needs Django set up first
+from serving.v2.http import Receive, Send  # noqa: E402
 
 # The console's own websockets: session auth, like its pages.
 console_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
@@ -24,15 +26,15 @@ console_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
 ])))
 
 
-async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] == "http":
         path = scope["path"]
         if path.startswith("/v2") or path == "/metrics":
             return await http.handle(scope, receive, send)
     elif scope["type"] == "websocket" and scope["path"].startswith("/ws/v2/"):
-        from serving import streams
+        from serving.v2 import stream
 
-        return await streams.handle(scope, receive, send)
+        return await stream.handle(scope, receive, send)
     elif scope["type"] == "websocket" and scope["path"].startswith("/ws/live/"):
         return await console_websockets(scope, receive, send)
     elif scope["type"] == "lifespan":
@@ -40,7 +42,7 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     return await django_application(scope, receive, send)
 
 
-async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
+async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

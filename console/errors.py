@@ -1,46 +1,155 @@
-"""Domain errors, each carrying its HTTP status; mapped to responses in one place
-(`console.api.exception_handler` for the API, the console views for pages)."""
+"""Paddock's one error hierarchy and its one table.
+
+Code raises a `PaddockError` subclass; each class names its *kind*, and `KINDS` maps a kind to
+everything a caller sees of it, in one place:
+
+    kind          class               REST  Retry-After  websocket close  console
+    invalid       InvalidInput        400   -            4400             the message, status 400
+    unauthorized  Unauthenticated     401   -            4401             (API and data plane only)
+    forbidden     Forbidden           403   -            4403             the message, status 403
+    not_found     NotFound            404   -            4404             the message, status 404
+    not_allowed   MethodNotAllowed    405   -            4405             (data plane only)
+    conflict      Conflict            409   -            4409             the message, status 409
+    too_large     PayloadTooLarge     413   -            4413             the message, status 413
+    queue_full    QueueFull           429   1            4429             (data plane only)
+    inference     InferenceError      500   -            4500             (data plane only)
+    not_ready     ModelNotReady       503   1            4503             (data plane only)
+    unavailable   ServiceUnavailable  503   1            4503             the message, status 503
+    deadline      DeadlineExceeded    504   -            4504             (data plane only)
+
+The REST body is the transport's own: v2's `{"error": message}` on the data plane, DRF's
+`{"detail": message}` on the management API. A websocket error reply is
+`{"error": message, "status": REST status}`, and a refusal at connect closes with the code above.
+Workers and the enqueue script send the kind over Redis, never a status (serving/v2/wire.py);
+the web side turns it back into its class with `error_of(kind, message)`."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+WEBSOCKET_CLOSE_OFFSET = 4000  # private close codes: 4000 + the status the same refusal gets over REST
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """One row of the table: what a caller sees of an error of this kind."""
+
+    status: int
+    retry_after: str | None = None
+
+    @property
+    def websocket_close(self) -> int:
+        return WEBSOCKET_CLOSE_OFFSET + self.status
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The HTTP headers a response for this kind carries besides its body."""
+        return [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
+
+
+KINDS: dict[str, ErrorKind] = {
+    "invalid": ErrorKind(400),
+    "unauthorized": ErrorKind(401),
+    "forbidden": ErrorKind(403),
+    "not_found": ErrorKind(404),
+    "not_allowed": ErrorKind(405),
+    "conflict": ErrorKind(409),
+    "too_large": ErrorKind(413),
+    "queue_full": ErrorKind(429, retry_after="1"),
+    "inference": ErrorKind(500),
+    "not_ready": ErrorKind(503, retry_after="1"),
+    "unavailable": ErrorKind(503, retry_after="1"),
+    "deadline": ErrorKind(504),
+}
 
 
 class PaddockError(Exception):
-    http_status = 400
+    """A refusal or failure to report to the caller; `kind` picks its row of `KINDS`."""
+
+    kind: ClassVar[str] = "invalid"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    @property
+    def http_status(self) -> int:
+        return KINDS[self.kind].status
 
-class NotFound(PaddockError):
-    """HTTP 404: unknown, or not visible to the caller (names must not leak)."""
-
-    http_status = 404
-
-
-class Conflict(PaddockError):
-    """HTTP 409: the name or state conflicts with what exists."""
-
-    http_status = 409
-
-
-class Forbidden(PaddockError):
-    """HTTP 403: visible, but the caller's role or scope does not allow it."""
-
-    http_status = 403
-
-
-class PayloadTooLarge(PaddockError):
-    """HTTP 413."""
-
-    http_status = 413
+    @property
+    def row(self) -> ErrorKind:
+        return KINDS[self.kind]
 
 
 class InvalidInput(PaddockError):
-    """HTTP 400."""
+    """The request is malformed or does not fit: names the input, what was expected and received."""
 
-    http_status = 400
+    kind = "invalid"
+
+
+class Unauthenticated(PaddockError):
+    """No token, or one that is invalid, expired or revoked."""
+
+    kind = "unauthorized"
+
+
+class Forbidden(PaddockError):
+    """Visible, but the caller's role or scope does not allow it."""
+
+    kind = "forbidden"
+
+
+class NotFound(PaddockError):
+    """Unknown, or not visible to the caller (names must not leak)."""
+
+    kind = "not_found"
+
+
+class MethodNotAllowed(PaddockError):
+    kind = "not_allowed"
+
+
+class Conflict(PaddockError):
+    """The name or state conflicts with what exists."""
+
+    kind = "conflict"
+
+
+class PayloadTooLarge(PaddockError):
+    kind = "too_large"
+
+
+class QueueFull(PaddockError):
+    """The version's queue is at its depth limit (or a socket has too many requests in flight)."""
+
+    kind = "queue_full"
+
+
+class InferenceError(PaddockError):
+    """The runtime failed on a request that passed validation."""
+
+    kind = "inference"
+
+
+class ModelNotReady(PaddockError):
+    """No worker holds the version (and none loaded it within the deadline), or it is not validated yet."""
+
+    kind = "not_ready"
 
 
 class ServiceUnavailable(PaddockError):
-    """HTTP 503: a backing service (Redis) cannot be reached."""
+    """A backing service (Redis) cannot be reached."""
 
-    http_status = 503
+    kind = "unavailable"
+
+
+class DeadlineExceeded(PaddockError):
+    """The request's deadline passed before it was answered."""
+
+    kind = "deadline"
+
+
+_CLASS_OF: dict[str, type[PaddockError]] = {cls.kind: cls for cls in PaddockError.__subclasses__()}
+
+
+def error_of(kind: str, message: str) -> PaddockError:
+    """The error a kind sent over the wire stands for (an unknown kind is an inference failure)."""
+    return _CLASS_OF.get(kind, InferenceError)(message)

@@ -6,8 +6,8 @@ from typing import Any
 
 from registry.models import RegisteredModel
 from serving import livestats
-from serving.routes import load_model_route
-from serving.wire import fresh_heartbeats, holders_by_stream, workers_key
+from serving.v2.routes import load_model_route
+from serving.v2.wire import fresh_heartbeats, holders_by_stream, workers_key
 
 
 def _point(second: int, counts: Any) -> dict[str, Any]:

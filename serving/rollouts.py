@@ -36,8 +36,8 @@ from registry.models import ModelVersion, RegisteredModel
 from registry.services import set_alias
 from serving import livestats
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutState, RolloutStrategy
-from serving.routes import load_model_route
-from serving.wire import fresh_heartbeats, holders_by_stream, stream_key, workers_key
+from serving.v2.routes import load_model_route
+from serving.v2.wire import fresh_heartbeats, holders_by_stream, stream_key, workers_key
 
 # The step before the first: the candidate is held warm by the workers, no traffic yet, so that
 # its first requests do not wait for a load (and its first figures are not a cold start's).

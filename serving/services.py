@@ -1,5 +1,5 @@
 """Writes to deployments, each in one audited transaction. Web processes pick changes up from
-the database within a second (serving.dataplane.ROUTE_TTL) and workers at their next plan."""
+the database within a second (serving.v2.dataplane.ROUTE_TTL) and workers at their next plan."""
 
 from typing import Any
 

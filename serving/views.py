@@ -15,7 +15,7 @@ from registry.models import RegisteredModel
 from serving import live, livestats, rollouts
 from serving.metrics import live_workers
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutState, RolloutStrategy
-from serving.routes import load_model_route
+from serving.v2.routes import load_model_route
 
 GATE_FIELDS = list(GATE_DEFAULTS.items())
 

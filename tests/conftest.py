@@ -135,11 +135,11 @@ def spawn_worker(log: Path, env: dict[str, str] | None = None, name: str = "test
 
 
 def spawn_web(log: Path, env: dict[str, str] | None = None) -> tuple[Process, str]:
-    """A real web server (serving.server: uvicorn + console.asgi) on a free port; returns it and its URL."""
+    """A real web server (serving.v2.server: uvicorn + console.asgi) on a free port; returns it and its URL."""
     port = free_port()
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "serving.v2.server", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
         )
     _wait_for(lambda: port_open(port), popen, log, "uvicorn")

@@ -7,7 +7,7 @@ Each round:
    idle), up to max_batch_size per version (one COUNT for all streams: the smallest, topped up
    at once for a version that allows more); wait up to max_queue_delay_ms for more only when
    the deployment opts in.
-3. Drop entries whose deadline has passed (reply 504), concatenate the rest along the batch axis,
+3. Drop entries whose deadline has passed (reply a `deadline` error), concatenate the rest along the batch axis,
    run ONE inference per batch, split the outputs.
 4. Publish the replies (one message per web process), XACK and XDEL: sent with the next
    XREADGROUP, in one write.
@@ -33,10 +33,12 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 
-from serving.protocol import datatype_of
-from serving.resp import BlockingResp
-from serving.routes import load_all_routes
-from serving.wire import (
+from console.errors import DeadlineExceeded, InferenceError
+from serving.v2.protocol import datatype_of
+from serving.v2.resp import BlockingResp
+from serving.v2.routes import load_all_routes
+from serving.v2.wire import (
+    ENTRY_FIELD,
     GROUP,
     Job,
     fresh_heartbeats,
@@ -195,7 +197,7 @@ class Batcher:
             job = unpack_request(entry_id, payload)
             if job.deadline_ms <= now:
                 error = f"the deadline passed after {now - job.enqueued_ms} ms in the queue"
-                replies.append((job.reply_to, reply(rid=job.rid, status=504, error=error)))
+                replies.append((job.reply_to, reply(rid=job.rid, kind=DeadlineExceeded.kind, error=error)))
                 done.append(entry_id)
             else:
                 live.append(job)
@@ -259,7 +261,7 @@ class Batcher:
                 outputs = held.runtime.run(feed)
         except Exception as exc:  # noqa: BLE001 - the runtime's error goes back to each caller
             logger.warning("inference failed for %s v%s: %s", held.plan.model, held.plan.number, exc)
-            return [(job.reply_to, reply(rid=job.rid, status=500, error=f"inference failed: {exc}"))
+            return [(job.reply_to, reply(rid=job.rid, kind=InferenceError.kind, error=f"inference failed: {exc}"))
                     for job in jobs]
         compute_ms = (time.perf_counter() - tick) * 1000
         with self.counting:
@@ -285,7 +287,8 @@ class Batcher:
             if entries:
                 logger.warning("claimed %d abandoned request(s) of %s v%s", len(entries), version.plan.model,
                                version.plan.number)
-                self.serve(version, [(entry_id, (fields or {}).get(b"m")) for entry_id, fields in entries])
+                field = ENTRY_FIELD.encode()
+                self.serve(version, [(entry_id, (fields or {}).get(field)) for entry_id, fields in entries])
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -350,7 +353,7 @@ class Batcher:
 class Lane:
     """A loop that takes and runs batches, with its own Redis connection: the round trip per
     batch (replies out, next requests in) skips redis-py's layers, which at one client cost more
-    CPU than the model (serving.resp)."""
+    CPU than the model (serving.v2.resp)."""
 
     def __init__(self, index: int, redis_url: str) -> None:
         self.index = index

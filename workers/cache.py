@@ -12,7 +12,7 @@ from django.conf import settings
 from registry.models import ModelVersion
 from registry.services import local_artifact
 from registry.validation import smoke_inputs
-from serving.wire import stream_key
+from serving.v2.wire import stream_key
 from workers.runtimes import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         read_only_fields = ["model", "serving_version", "updated_at", "updated_by"]
 
     def get_serving_version(self, deployment: Deployment) -> int | None:
-        from serving.routes import load_model_route
+        from serving.v2.routes import load_model_route
 
         route = load_model_route(deployment.model.name)
         return route.active if route else None

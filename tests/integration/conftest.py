@@ -51,7 +51,7 @@ def _forget_wanted_versions() -> Iterator[None]:
     import redis
     from django.conf import settings
 
-    from serving.wire import wanted_key
+    from serving.v2.wire import wanted_key
 
     redis.Redis.from_url(settings.REDIS_URL).delete(wanted_key())
 

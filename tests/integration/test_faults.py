@@ -20,7 +20,7 @@ from console.audit import Actor
 from console.services import create_token
 from registry import services
 from serving.services import configure_deployment
-from serving.wire import GROUP, stream_key
+from serving.v2.wire import GROUP, stream_key
 from tests import models as built
 from tests.conftest import child_env, free_port, port_open, spawn_web, spawn_worker, stop, wait_until
 from tests.integration.conftest import Served, register_ready, wait_until_served

@@ -20,7 +20,7 @@ from django.conf import settings
 from console.audit import Actor
 from console.services import create_token
 from registry import services
-from serving.wire import stream_key
+from serving.v2.wire import stream_key
 from tests import models as built
 from tests.conftest import wait_until
 from tests.integration.conftest import Served, register_ready, wait_until_served

@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.wire import Job
+from serving.v2.wire import Job
 from workers.batcher import Batcher
 from workers.cache import Held, Plan, rendezvous
 
@@ -49,7 +49,7 @@ def test_the_refreshing_cache_shares_loads_and_never_serves_values_older_than_tw
     import asyncio
     import time
 
-    from serving.cache import RefreshingCache
+    from serving.v2.cache import RefreshingCache
 
     loads: list[str] = []
 
@@ -84,7 +84,7 @@ def test_each_batch_s_replies_leave_before_the_next_batch_runs() -> None:
     import redis
     from django.conf import settings
 
-    from serving.wire import GROUP, pack_request, pack_tensor
+    from serving.v2.wire import GROUP, pack_request, pack_tensor
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     stream = f"{settings.PADDOCK_REDIS_PREFIX}:batching-test:{uuid.uuid4().hex}"
@@ -139,7 +139,7 @@ def test_a_round_takes_no_more_of_a_version_s_queue_than_its_next_batch_runs() -
     import redis
     from django.conf import settings
 
-    from serving.wire import GROUP, pack_request, pack_tensor
+    from serving.v2.wire import GROUP, pack_request, pack_tensor
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     prefix = f"{settings.PADDOCK_REDIS_PREFIX}:batching-test:{uuid.uuid4().hex}"
@@ -193,7 +193,7 @@ def test_a_version_with_two_instances_runs_two_batches_at_once_one_per_lane() ->
     import redis
     from django.conf import settings
 
-    from serving.wire import GROUP, pack_request, pack_tensor
+    from serving.v2.wire import GROUP, pack_request, pack_tensor
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     stream = f"{settings.PADDOCK_REDIS_PREFIX}:batching-test:{uuid.uuid4().hex}"

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from serving.errors import InvalidInput
-from serving.protocol import (
+from console.errors import InvalidInput
+from serving.v2.protocol import (
     InferRequest,
     Tensor,
     _parse_with_arrays,
@@ -15,7 +15,7 @@ from serving.protocol import (
     encode_response,
     serialize_bytes_tensor,
 )
-from serving.signature import check_request, is_batchable
+from serving.v2.signature import check_request, is_batchable
 
 SIGNATURE_IN = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
 SIGNATURE_OUT = [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]

@@ -1,4 +1,4 @@
-"""The lean Redis connections of the hot path (serving.resp), against the real Redis: replies in
+"""The lean Redis connections of the hot path (serving.v2.resp), against the real Redis: replies in
 order, Redis' errors as ResponseError, published messages to the callback, a write-only
 connection, and what happens when Redis goes away or stops answering."""
 
@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from serving import resp
+from serving.v2 import resp
 
 
 def key() -> str:
@@ -145,10 +145,10 @@ def test_the_data_plane_answers_a_refused_or_failed_enqueue_from_its_reply_chann
     deadline."""
     import numpy as np
 
-    from serving.dataplane import DataPlane
-    from serving.errors import BackendUnavailable, QueueFull
-    from serving.protocol import InferRequest, Tensor
-    from serving.routes import ModelRoute, VersionRoute
+    from console.errors import QueueFull, ServiceUnavailable
+    from serving.v2.dataplane import DataPlane
+    from serving.v2.protocol import InferRequest, Tensor
+    from serving.v2.routes import ModelRoute, VersionRoute
 
     full, broken = key(), key()
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -167,7 +167,7 @@ def test_the_data_plane_answers_a_refused_or_failed_enqueue_from_its_reply_chann
         dataplane.holders, dataplane.holders_expire = {full: 1, broken: 1}, float("inf")  # no cold start
         outcomes = []
         for stream in (full, broken):
-            with pytest.raises((QueueFull, BackendUnavailable)) as refused:
+            with pytest.raises((QueueFull, ServiceUnavailable)) as refused:
                 await asyncio.wait_for(dataplane.infer(*route(stream), request, 1), 5)
             outcomes.append(refused.value)
         return outcomes[0], outcomes[1]
@@ -178,6 +178,6 @@ def test_the_data_plane_answers_a_refused_or_failed_enqueue_from_its_reply_chann
         client.delete(full, broken)
     assert isinstance(queue_full, QueueFull)
     assert queue_full.message == "model 'm' version 1 has 1 requests queued, its limit is 1; retry later"
-    assert isinstance(failed, BackendUnavailable)
+    assert isinstance(failed, ServiceUnavailable)
     assert failed.message == ("the request queue is unavailable (Redis: WRONGTYPE Operation against a key "
                               "holding the wrong kind of value); retry later")

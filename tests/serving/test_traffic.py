@@ -6,8 +6,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from serving import livestats, traffic
-from serving.routes import ModelRoute
+from serving import livestats
+from serving.v2 import traffic
+from serving.v2.routes import ModelRoute
 
 
 def split(arms: tuple[tuple[int, float], ...], sticky: tuple[str, str] | None = None) -> ModelRoute:

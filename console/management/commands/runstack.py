@@ -35,7 +35,7 @@ class Command(BaseCommand):
             call_command("register_demo_model")
             python = sys.executable
             commands = {
-                "web": [python, "-m", "serving.server", "--host", str(options["host"]),
+                "web": [python, "-m", "serving.v2.server", "--host", str(options["host"]),
                         "--port", str(options["port"])],
                 "worker": [python, "-m", "celery", "-A", "console", "worker", "-l", "INFO",
                            "-P", "solo", "-n", "paddock-worker@%h"],

@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 import simdjson
 
+from console.errors import InvalidInput
 from registry.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
-from serving.errors import InvalidInput
 
 _INT_KINDS = "iu"
 _NUMBER_KINDS = "iuf"

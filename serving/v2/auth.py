@@ -10,10 +10,10 @@ from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
 from console.authentication import check_token
+from console.errors import Forbidden, NotFound, Unauthenticated
 from console.models import ApiToken, Membership, hash_token
-from serving.cache import RefreshingCache
-from serving.errors import Forbidden, ModelNotFound, Unauthenticated
-from serving.routes import ModelRoute
+from serving.v2.cache import RefreshingCache
+from serving.v2.routes import ModelRoute
 
 TOKEN_CACHE_SECONDS = 1.0
 
@@ -73,7 +73,7 @@ class TokenCache:
 
 def authorize(principal: Principal, route: ModelRoute | None, name: str, scope: str) -> ModelRoute:
     if route is None or not principal.may_see(route):
-        raise ModelNotFound(f"model '{name}' not found")
+        raise NotFound(f"model '{name}' not found")
     if not principal.has_scope(scope):
         raise Forbidden(f"token lacks the '{scope}' scope")
     return route

@@ -12,18 +12,15 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from console.errors import PaddockError
-from serving.auth import authorize
-from serving.dataplane import get_dataplane
-from serving.errors import ModelNotFound
-from serving.http import header, record, tokens
-from serving.protocol import encode_response, parse_document, request_from_json
-from serving.signature import check_request
+from console.errors import NotFound, PaddockError, QueueFull
+from serving.v2.auth import authorize
+from serving.v2.dataplane import get_dataplane
+from serving.v2.http import header, record, tokens
+from serving.v2.protocol import encode_response, parse_document, request_from_json
+from serving.v2.signature import check_request
 
 _PATH = re.compile(r"^/ws/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?/infer$")
 MAX_IN_FLIGHT = 256
-# Close codes in the private range: 4000 + the HTTP status the same refusal would get.
-CLOSE_OFFSET = 4000
 
 
 async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -34,7 +31,7 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
     try:
         match = _PATH.match(scope["path"])
         if match is None:
-            raise ModelNotFound(f"no stream at {scope['path']}")
+            raise NotFound(f"no stream at {scope['path']}")
         token = header(scope, b"authorization")
         if token is None:
             query = parse_qs(scope.get("query_string", b"").decode())
@@ -44,14 +41,23 @@ async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
         number = int(match["version"]) if match["version"] else None
         authorize(principal, await get_dataplane().route(name), name, "predict")
     except PaddockError as error:
-        await send({"type": "websocket.send", "text": orjson.dumps({"error": error.message,
-                                                                    "status": error.http_status}).decode()})
-        await send({"type": "websocket.close", "code": CLOSE_OFFSET + error.http_status})
+        await send({"type": "websocket.send", "text": orjson.dumps(error_reply(error)).decode()})
+        await send({"type": "websocket.close", "code": error.row.websocket_close})
         return
     await Stream(send, principal, name, number, scope["headers"]).run(receive)
 
 
+def error_reply(error: PaddockError, request_id: str | None = None) -> dict[str, Any]:
+    """A refusal as a websocket message: the message, its REST status, and the request's id."""
+    reply: dict[str, Any] = {"error": error.message, "status": error.http_status}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
+
+
 class Stream:
+    """One socket's requests: each answered in its own task, replies sent as they are ready."""
+
     def __init__(self, send: Any, principal: Any, name: str, number: int | None,
                  headers: list[tuple[bytes, bytes]]) -> None:
         self.send = send
@@ -72,8 +78,8 @@ class Stream:
                 if raw is None:
                     raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
                 if len(self.tasks) >= MAX_IN_FLIGHT:
-                    await self.reply({"error": f"more than {MAX_IN_FLIGHT} requests in flight on this socket",
-                                      "status": 429})
+                    await self.reply(error_reply(QueueFull(
+                        f"more than {MAX_IN_FLIGHT} requests in flight on this socket")))
                     continue
                 task = asyncio.get_running_loop().create_task(self.answer(raw))
                 self.tasks.add(task)
@@ -103,10 +109,7 @@ class Stream:
             dataplane.mirror(route, request, rows, answer)
         except PaddockError as error:
             code = error.http_status
-            reply: dict[str, Any] = {"error": error.message, "status": error.http_status}
-            if request_id is not None:
-                reply["id"] = request_id
-            await self.reply(reply)
+            await self.reply(error_reply(error, request_id))
         finally:
             if route is not None:
                 record(dataplane, route, version, code, time.perf_counter() - started, answer)

@@ -1,6 +1,6 @@
 """The data plane's lean ASGI routes, dispatched by console/asgi.py before Django's request
 cycle: /v2/... (KServe v2 REST) and /metrics. Health, metadata and infer only; no middleware.
-Errors are v2's {"error": message} with the status their class carries (serving/errors.py)."""
+Errors are v2's {"error": message} with the status of their kind (console/errors.py's table)."""
 
 import asyncio
 import re
@@ -12,14 +12,13 @@ import orjson
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from console.errors import PaddockError
+from console.errors import Forbidden, MethodNotAllowed, NotFound, PaddockError, PayloadTooLarge
 from serving import metrics
-from serving.auth import TokenCache, authorize
-from serving.dataplane import get_dataplane
-from serving.errors import RETRY_AFTER, Forbidden, ModelNotFound, PayloadTooLarge
-from serving.protocol import decode_request, encode_response, error_body
-from serving.routes import PLATFORMS
-from serving.signature import check_request
+from serving.v2.auth import TokenCache, authorize
+from serving.v2.dataplane import get_dataplane
+from serving.v2.protocol import decode_request, encode_response, error_body
+from serving.v2.routes import PLATFORMS
+from serving.v2.signature import check_request
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -42,7 +41,7 @@ async def respond(send: Send, status: int, body: bytes, content_type: bytes = JS
 
 
 async def respond_error(send: Send, error: PaddockError, version: Any = None) -> None:
-    extra = [(b"retry-after", RETRY_AFTER[type(error)].encode())] if type(error) in RETRY_AFTER else []
+    extra = error.row.headers()
     if version is not None:  # the version chosen for the request, which is the one that failed
         extra.append((b"x-paddock-version", str(version.number).encode()))
     await respond(send, error.http_status, error_body(error.message), extra=extra)
@@ -88,13 +87,13 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             return await respond(send, 200, SERVER_METADATA)
         match = _MODEL.match(path)
         if match is None:
-            return await respond(send, 404, error_body(f"no route for {method} {path}"))
+            raise NotFound(f"no route for {method} {path}")
         name, number, action = match["model"], match["version"], match["action"]
         version_number = int(number) if number else None
         dataplane = get_dataplane()
         if action == "/infer":
             if method != "POST":
-                return await respond(send, 405, error_body("use POST for infer"))
+                raise MethodNotAllowed("use POST for infer")
             route = authorize(principal, await dataplane.route(name), name, "predict")
             return await infer(scope, receive, send, route, version_number)
         route = authorize(principal, await dataplane.route(name), name, "predict" if
@@ -114,7 +113,7 @@ def model_metadata(route: Any, number: int | None) -> bytes:
     version = route.versions.get(chosen) if chosen is not None else None
     if version is None:
         if number is not None:
-            raise ModelNotFound(f"model '{route.name}' has no version {number}")
+            raise NotFound(f"model '{route.name}' has no version {number}")
         version = next(iter(sorted(route.versions.values(), key=lambda v: -v.number)), None)
     document: dict[str, Any] = {"name": route.name, "versions": [str(n) for n in route.ready_numbers]}
     if version is not None:

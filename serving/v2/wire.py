@@ -1,12 +1,38 @@
-"""The messages between web processes and workers, over Redis, msgpack-encoded.
+"""The messages between web processes and workers, over Redis, msgpack-encoded: the schema is
+declared here once, and the enqueue script (serving/v2/dataplane.py) is written with these names.
 
 Keys start with PADDOCK_REDIS_PREFIX ("paddock"), so that several installations (or test runs)
 can share one Redis. Per version: stream `{prefix}:v{id}-{sha256[:12]}:requests` (consumer
 group `workers`) holds request entries with one field `m`. Per web process: pub/sub channel
 `{prefix}:reply:{instance}` receives the replies, one message per batch and web process.
 Workers announce themselves in hash `{prefix}:workers` (field: consumer name);
-`{prefix}:wanted` (sorted set) lists versions requested that no worker held."""
+`{prefix}:wanted` (sorted set) lists versions requested that no worker held.
 
+A request entry's `m` (web → worker), a map:
+
+    key  constant     type              meaning
+    r    RID          int               the request's id in its web process
+    to   REPLY_TO     str               the web process's reply channel
+    d    DEADLINE     int (ms epoch)    answer with `deadline` after this, never run it
+    p    PRIORITY     int               lower first; 0 (the default) after every explicit one
+    t    ENQUEUED     int (ms epoch)    when the web process sent it
+    n    ROWS         int               its batch size (first dimension)
+    i    INPUTS       [tensor]          each [name, datatype, shape, raw bytes | list of bytes]
+
+A reply (worker or enqueue script → web), one map per request, a list per message:
+
+    key  constant     type              meaning
+    r    RID          int               the request it answers
+    o    OUTPUTS      [tensor] | nil    as INPUTS; nil on error
+    k    KIND         str               "" on success, else an error kind (console/errors.py)
+    e    ERROR        str               the error's message for the caller
+    x    DEPTH        int               with kind `queue_full`: the queue's depth at refusal
+    q    QUEUE_MS     float             time in the queue
+    c    COMPUTE_MS   float             the batch's inference time
+    b    BATCH        int               rows in the batch it ran in
+"""
+
+import string
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +44,19 @@ from django.conf import settings
 from registry.datatypes import V2_TO_NUMPY
 
 GROUP = "workers"
+ENTRY_FIELD = "m"  # a request entry's one field
+
+# The request entry's keys.
+RID, REPLY_TO, DEADLINE, PRIORITY, ENQUEUED, ROWS, INPUTS = "r", "to", "d", "p", "t", "n", "i"
+# A reply's keys (RID as in the request).
+OUTPUTS, KIND, ERROR, DEPTH, QUEUE_MS, COMPUTE_MS, BATCH = "o", "k", "e", "x", "q", "c", "b"
+
+# The names a Lua script may use for these keys: `${RID}` in its text (see `lua`).
+SCHEMA = {"ENTRY_FIELD": ENTRY_FIELD, "RID": RID, "REPLY_TO": REPLY_TO, "DEADLINE": DEADLINE,
+          "PRIORITY": PRIORITY, "ENQUEUED": ENQUEUED, "ROWS": ROWS, "INPUTS": INPUTS, "OUTPUTS": OUTPUTS,
+          "KIND": KIND, "ERROR": ERROR, "DEPTH": DEPTH, "QUEUE_MS": QUEUE_MS, "COMPUTE_MS": COMPUTE_MS,
+          "BATCH": BATCH}
+
 # A worker whose last heartbeat is older than this is taken for dead.
 HEARTBEAT_FRESH_SECONDS = 5.0
 
@@ -73,21 +112,29 @@ class Job:
     rows: int
 
 
+def lua(script: str, **names: str) -> str:
+    """A Lua script's text with the schema's names (`${RID}`), and any others given, replaced."""
+    return string.Template(script).substitute(SCHEMA, **names)
+
+
 def pack_request(*, rid: int, reply_to: str, deadline_ms: int, priority: int, rows: int,
                  tensors: list[list[Any]]) -> bytes:
-    return msgpack.packb({"r": rid, "to": reply_to, "d": deadline_ms, "p": priority, "t": now_ms(),
-                          "n": rows, "i": tensors})
+    return msgpack.packb({RID: rid, REPLY_TO: reply_to, DEADLINE: deadline_ms, PRIORITY: priority,
+                          ENQUEUED: now_ms(), ROWS: rows, INPUTS: tensors})
 
 
 def unpack_request(entry_id: str, payload: bytes) -> Job:
     message = msgpack.unpackb(payload)
-    inputs = dict(unpack_tensor(t) for t in message["i"])
-    return Job(entry_id, message["r"], message["to"], message["d"], message["p"], message["t"], inputs, message["n"])
+    inputs = dict(unpack_tensor(t) for t in message[INPUTS])
+    return Job(entry_id, message[RID], message[REPLY_TO], message[DEADLINE], message[PRIORITY], message[ENQUEUED],
+               inputs, message[ROWS])
 
 
-def reply(*, rid: int, outputs: list[list[Any]] | None = None, error: str = "", status: int = 200,
+def reply(*, rid: int, outputs: list[list[Any]] | None = None, kind: str = "", error: str = "",
           queue_ms: float = 0.0, compute_ms: float = 0.0, batch: int = 0) -> dict[str, Any]:
-    return {"r": rid, "o": outputs, "e": error, "s": status, "q": queue_ms, "c": compute_ms, "b": batch}
+    """One request's reply: its outputs, or an error `kind` (console/errors.py) and message."""
+    return {RID: rid, OUTPUTS: outputs, KIND: kind, ERROR: error, QUEUE_MS: queue_ms, COMPUTE_MS: compute_ms,
+            BATCH: batch}
 
 
 def pack_replies(replies: list[dict[str, Any]]) -> bytes:

@@ -1,6 +1,7 @@
 """What the data plane needs to know about a model, read from the database and cached briefly
 in each process: its versions (signature, status) and which one its deployment sends traffic to."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,8 +10,8 @@ from django.db.models import Prefetch
 from registry.choices import VersionStatus
 from registry.models import Alias, ModelVersion, RegisteredModel
 from serving.models import DEFAULTS, Deployment
-from serving.signature import is_batchable
-from serving.wire import stream_key
+from serving.v2.signature import is_batchable
+from serving.v2.wire import stream_key
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
 
@@ -25,7 +26,7 @@ class VersionRoute:
     outputs: list[dict[str, Any]]
     batchable: bool
     sha256: str
-    stream: str  # its Redis request stream (serving.wire.stream_key), computed once
+    stream: str  # its Redis request stream (serving.v2.wire.stream_key), computed once
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +71,12 @@ class ModelRoute:
         return numbers
 
 
-TRAFFIC_FIELDS = ("active_version", "routes", "shadow_version", "shadow_percent", "sticky_by", "sticky_key",
-                  "standby_version")
-
-
 def _settings(deployment: Deployment | None) -> dict[str, Any]:
     if deployment is None:
         return {**DEFAULTS, "preferred_batch_sizes": []}
-    return {key: value for key, value in deployment.snapshot().items() if key not in TRAFFIC_FIELDS}
+    # The fields themselves, not snapshot(): it would also load the deployment's versions, a query each.
+    return {**{key: getattr(deployment, key) for key in DEFAULTS},
+            "preferred_batch_sizes": list(deployment.preferred_batch_sizes)}
 
 
 def _number(versions: dict[int, VersionRoute], version_id: int | None) -> int | None:
@@ -135,6 +134,11 @@ def _models() -> Any:
 def load_model_route(name: str) -> ModelRoute | None:
     model = _models().filter(name=name).first()
     return _route(model) if model is not None else None
+
+
+def load_routes(model_ids: Iterable[int]) -> dict[int, ModelRoute]:
+    """Several models' routes by model id, in the same three queries however many models."""
+    return {model.pk: _route(model) for model in _models().filter(pk__in=list(model_ids))}
 
 
 def load_all_routes() -> list[ModelRoute]:

@@ -3,8 +3,8 @@ input (or output), what was expected and what was received."""
 
 from typing import Any
 
-from serving.errors import InvalidInput
-from serving.protocol import InferRequest
+from console.errors import InvalidInput
+from serving.v2.protocol import InferRequest
 
 
 def is_batchable(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> bool:

@@ -8,7 +8,7 @@ it by default and clients such as `websockets` accept it, and then every message
 both sides. Tensors compress poorly and the CPU is the serving budget: on M2 (115 KB JSON per
 message) the stream did 94 req/s with it against 198 over REST (docs/benchmarks.md).
 
-    python -m serving.server --host 0.0.0.0 --port 8000 [--workers N] [--ws-deflate]"""
+    python -m serving.v2.server --host 0.0.0.0 --port 8000 [--workers N] [--ws-deflate]"""
 
 import argparse
 import asyncio

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.routes import ModelRoute
+from serving.v2.routes import ModelRoute
 
 
 def sticky_point(model: str, key: str) -> float:

@@ -2,11 +2,11 @@
 version's Redis stream, and await the worker's reply. Transport-free (REST and websockets
 share it); one instance per web process.
 
-1. Routes (model → versions, active version, settings) are cached (serving.cache: never older
+1. Routes (model → versions, active version, settings) are cached (serving.v2.cache: never older
    than 2 × ROUTE_TTL), so a deployment change reaches every web process within a second,
    without a restart.
 2. Enqueue: a Lua script checks the depth limit and XADDs, on a write-only connection
-   (serving.resp); the requests that arrive in one event-loop tick leave in one write. A
+   (serving.v2.resp); the requests that arrive in one event-loop tick leave in one write. A
    refusal (queue full) comes back as a reply.
 3. Each process subscribes to its own reply channel; workers publish one message per batch
    and process, and the subscribed connection resolves the waiting requests as it reads them:
@@ -33,22 +33,24 @@ from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from serving import metrics, resp, traffic
-from serving.cache import RefreshingCache
-from serving.errors import (
-    BackendUnavailable,
+from console.errors import (
     DeadlineExceeded,
-    InferenceError,
-    ModelNotFound,
     ModelNotReady,
+    NotFound,
     QueueFull,
+    ServiceUnavailable,
+    error_of,
 )
+from serving import metrics
 from serving.livestats import LiveStats
-from serving.protocol import InferRequest
-from serving.routes import ModelRoute, VersionRoute, load_model_route
-from serving.wire import (
+from serving.v2 import resp, traffic, wire
+from serving.v2.cache import RefreshingCache
+from serving.v2.protocol import InferRequest
+from serving.v2.routes import ModelRoute, VersionRoute, load_model_route
+from serving.v2.wire import (
     fresh_heartbeats,
     holders_by_stream,
+    lua,
     now_ms,
     pack_request,
     pack_tensor,
@@ -63,27 +65,28 @@ logger = logging.getLogger(__name__)
 
 # XADD the request (ARGV[1]) unless the stream already holds `limit` (ARGV[2]) entries, queued
 # or running. Sent on a write-only connection: a refusal, or Redis' own error, is published to
-# the caller's reply channel (ARGV[4]) as a reply to its request id (ARGV[3]), like a worker's.
-ENQUEUE = """
+# the caller's reply channel (ARGV[4]) as a reply to its request id (ARGV[3]), like a worker's,
+# with an error kind of console/errors.py's table. Key names come from serving/v2/wire.py.
+ENQUEUE = lua("""
 local ok, result = pcall(function()
   local depth = redis.call('XLEN', KEYS[1])
   if depth >= tonumber(ARGV[2]) then return depth end
-  redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+  redis.call('XADD', KEYS[1], '*', '${ENTRY_FIELD}', ARGV[1])
   return false
 end)
 local reply
 if not ok then
   local message = type(result) == 'table' and result.err or tostring(result)
   message = 'the request queue is unavailable (Redis: ' .. message .. '); retry later'
-  reply = {r = tonumber(ARGV[3]), s = 503, e = message}
+  reply = {['${RID}'] = tonumber(ARGV[3]), ['${KIND}'] = '${UNAVAILABLE}', ['${ERROR}'] = message}
 elseif result then
-  reply = {r = tonumber(ARGV[3]), full = result}
+  reply = {['${RID}'] = tonumber(ARGV[3]), ['${KIND}'] = '${QUEUE_FULL}', ['${DEPTH}'] = result}
 else
   return 1
 end
 redis.call('PUBLISH', ARGV[4], cmsgpack.pack({reply}))
 return 0
-"""
+""", UNAVAILABLE=ServiceUnavailable.kind, QUEUE_FULL=QueueFull.kind)
 
 ROUTE_TTL = 0.5
 # Mirrored requests are held this long and sent together; beyond the backlog they are skipped.
@@ -108,7 +111,7 @@ class DataPlane:
         self.reply_to = reply_key(self.instance)
         self.redis_url = redis_url
         # Control calls (holders, cold start, figures, health) use redis-py; the two hot
-        # operations, enqueue and replies, have lean connections of their own (serving.resp).
+        # operations, enqueue and replies, have lean connections of their own (serving.v2.resp).
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.commands: resp.RespProtocol | None = None
         self.subscriber: resp.RespProtocol | None = None
@@ -143,9 +146,9 @@ class DataPlane:
             number = route.active
         version = route.versions.get(number)
         if version is None:
-            raise ModelNotFound(f"model '{route.name}' has no version {number}")
+            raise NotFound(f"model '{route.name}' has no version {number}")
         if version.status == "failed":
-            raise ModelNotFound(f"model '{route.name}' version {number} failed validation and cannot serve")
+            raise NotFound(f"model '{route.name}' version {number} failed validation and cannot serve")
         if version.status != "ready":
             raise ModelNotReady(f"model '{route.name}' version {number} is not ready ({version.status})")
         return version
@@ -183,7 +186,7 @@ class DataPlane:
                     raise RedisConnectionError("lost the connection to Redis")
                 self.commands.send("EVAL", ENQUEUE, 1, stream, payload, limit, rid, self.reply_to)
             except RedisError as exc:
-                raise BackendUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
+                raise ServiceUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
             wait = (deadline_ms - now_ms()) / 1000 + DEADLINE_GRACE_SECONDS
             timer = asyncio.get_running_loop().call_later(max(0.001, wait), _expire, future)
             try:
@@ -199,9 +202,9 @@ class DataPlane:
                 ) from None
             finally:
                 timer.cancel()
-            if "full" in reply:
+            if reply[wire.KIND] == QueueFull.kind:
                 raise QueueFull(
-                    f"model '{route.name}' version {version.number} has {reply['full']} requests queued, "
+                    f"model '{route.name}' version {version.number} has {reply[wire.DEPTH]} requests queued, "
                     f"its limit is {limit}; retry later"
                 )
         finally:
@@ -252,12 +255,10 @@ class DataPlane:
         metrics.shadow(route.name, str(version.number), "ok" if ok else "error", comparison)
 
     def _answer(self, route: ModelRoute, version: VersionRoute, reply: dict[str, Any]) -> Answer:
-        status, error = reply["s"], reply["e"]
-        if error:
-            kind = {504: DeadlineExceeded, 503: BackendUnavailable}.get(status, InferenceError)
-            raise kind(error)
-        outputs = dict(unpack_tensor(packed) for packed in reply["o"])
-        return Answer(outputs, reply["q"], reply["c"], reply["b"])
+        if reply[wire.KIND]:
+            raise error_of(reply[wire.KIND], reply[wire.ERROR])
+        outputs = dict(unpack_tensor(packed) for packed in reply[wire.OUTPUTS])
+        return Answer(outputs, reply[wire.QUEUE_MS], reply[wire.COMPUTE_MS], reply[wire.BATCH])
 
     # -- replies -------------------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ class DataPlane:
     def _on_replies(self, message: bytes) -> None:
         """A worker's replies to this process, resolved as soon as they are read."""
         for reply in unpack_replies(message):
-            future = self.pending.get(reply["r"])
+            future = self.pending.get(reply[wire.RID])
             if future is not None and not future.done():
                 future.set_result(reply)
 
@@ -289,12 +290,12 @@ class DataPlane:
         # Redis restarted or is unreachable: replies published meanwhile are gone. Say so to
         # every waiting request now, rather than at its deadline; the next request resubscribes.
         self.subscriber = None
-        self._fail_pending(BackendUnavailable(f"lost the connection to Redis while waiting ({error})"))
+        self._fail_pending(ServiceUnavailable(f"lost the connection to Redis while waiting ({error})"))
 
     def _on_commands_lost(self, error: Exception) -> None:
         # What was written just before may not have reached Redis.
         self.commands = None
-        self._fail_pending(BackendUnavailable(f"lost the connection to Redis while sending ({error})"))
+        self._fail_pending(ServiceUnavailable(f"lost the connection to Redis while sending ({error})"))
 
     def _fail_pending(self, error: Exception) -> None:
         for future in self.pending.values():
