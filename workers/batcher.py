@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -256,7 +256,7 @@ class Batcher:
             else:
                 feed = {name: np.concatenate([job.inputs[name] for job in jobs]) for name in jobs[0].inputs}
             if instances_of(held) > 1:  # the lane's own copy
-                outputs = held.runtime.run(feed, instance=(lane or self.lanes[0]).index)  # type: ignore[call-arg]
+                outputs = held.runtime.run(feed, instance=(lane or self.lanes[0]).index)
             else:
                 outputs = held.runtime.run(feed)
         except Exception as exc:  # noqa: BLE001 - the runtime's error goes back to each caller
@@ -297,7 +297,7 @@ class Batcher:
         workers = self.live_workers()
         cutoff = time.time() - WANTED_TTL_SECONDS
         self.redis.zremrangebyscore(wanted_key(), "-inf", f"({cutoff}")
-        wanted = {int(v) for v in self.redis.zrangebyscore(wanted_key(), cutoff, "+inf")}
+        wanted = {int(cast(bytes, v)) for v in self.redis.zrangebyscore(wanted_key(), cutoff, "+inf")}
         plans = []
         for route in load_all_routes():
             held = route.held_numbers
@@ -377,7 +377,7 @@ class Lane:
 
 def instances_of(held: Held) -> int:
     """The lanes that serve a version: its runtime's copies (1 without)."""
-    return getattr(held.runtime, "instances", 1)
+    return held.runtime.instances
 
 
 def resident_bytes() -> int:

@@ -48,7 +48,7 @@ class Held:
     def describe(self) -> dict[str, Any]:
         return {"id": self.plan.version_id, "model": self.plan.model, "number": self.plan.number,
                 "stream": self.stream, "batches": self.batches, "rows": self.rows,
-                "provider": self.runtime.provider, "instances": getattr(self.runtime, "instances", 1)}
+                "provider": self.runtime.provider, "instances": self.runtime.instances}
 
 
 def _instances(plan: Plan) -> int:
@@ -106,14 +106,14 @@ class ModelCache:
                                    intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS,
                                    instances=_instances(plan), batchable=plan.batchable)
         runtime.run(smoke_inputs(version.inputs, batch=1))  # warm up before reporting ready
-        copies = len(getattr(runtime, "copies", []))
-        for instance in range(copies if copies > 1 else 0):  # and each instance
-            runtime.run(smoke_inputs(version.inputs, batch=copies), instance=instance)  # type: ignore[call-arg]
+        copies = runtime.instances if runtime.instances > 1 else 0
+        for instance in range(copies):  # and each copy
+            runtime.run(smoke_inputs(version.inputs, batch=copies), instance=instance)
         logger.info("loaded %s v%s on %s in %.0f ms", plan.model, plan.number, runtime.provider,
                     (time.perf_counter() - started) * 1000)
         # Weights dominate; twice the artifact covers the runtime's working buffers.
-        copies = 1 + len(getattr(runtime, "copies", []))  # ONNX with instances: each holds the weights
-        return Held(plan, runtime, 2 * version.size * copies, stream_key(plan.version_id, plan.sha256),
+        # ONNX with instances: the full session and each copy hold the weights.
+        return Held(plan, runtime, 2 * version.size * (1 + copies), stream_key(plan.version_id, plan.sha256),
                     instances=_instances(plan))
 
     def _evict(self) -> None:

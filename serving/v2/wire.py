@@ -34,6 +34,7 @@ A reply (worker or enqueue script → web), one map per request, a list per mess
 
 import string
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,7 @@ def unpack_tensor(packed: list[Any]) -> tuple[str, np.ndarray]:
 class Job:
     """One request as a worker sees it."""
 
-    entry_id: str
+    entry_id: bytes
     rid: int
     reply_to: str
     deadline_ms: int
@@ -123,7 +124,7 @@ def pack_request(*, rid: int, reply_to: str, deadline_ms: int, priority: int, ro
                           ENQUEUED: now_ms(), ROWS: rows, INPUTS: tensors})
 
 
-def unpack_request(entry_id: str, payload: bytes) -> Job:
+def unpack_request(entry_id: bytes, payload: bytes) -> Job:
     message = msgpack.unpackb(payload)
     inputs = dict(unpack_tensor(t) for t in message[INPUTS])
     return Job(entry_id, message[RID], message[REPLY_TO], message[DEADLINE], message[PRIORITY], message[ENQUEUED],
@@ -159,8 +160,10 @@ def holders_by_stream(beats: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     return holders
 
 
-def fresh_heartbeats(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
-    """The workers hash (HGETALL) decoded, keeping only workers whose heartbeat is fresh."""
+def fresh_heartbeats(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+    """The workers hash (HGETALL: worker name → packed heartbeat, as bytes) decoded, keeping
+    only workers whose heartbeat is fresh."""
     now = time.time()
-    beats = {name.decode(): msgpack.unpackb(payload) for name, payload in raw.items()}
+    beats = {name.decode() if isinstance(name, bytes) else name: msgpack.unpackb(payload)
+             for name, payload in raw.items()}
     return {name: beat for name, beat in beats.items() if now - beat["ts"] <= HEARTBEAT_FRESH_SECONDS}

@@ -226,6 +226,13 @@ def test_unknown_models_and_versions_get_404(served: Served, web_server: str) ->
         404, {"error": "model 'iris' has no version 9"})
 
 
+def test_unknown_routes_and_methods_get_the_tables_status(served: Served, web_server: str) -> None:
+    status, _, body = call(web_server, "GET", "/v2/models/iris/infer", None, served.token)
+    assert (status, json.loads(body)) == (405, {"error": "use POST for infer"})
+    status, _, body = call(web_server, "GET", "/v2/models/iris/explain", None, served.token)
+    assert (status, json.loads(body)) == (404, {"error": "no route for GET /v2/models/iris/explain"})
+
+
 def test_tokens_are_checked_on_the_data_plane(served: Served, web_server: str, cast: dict[str, Any]) -> None:
     document = json.dumps({"inputs": [x_input([1, 8])]}).encode()
     status, _, body = call(web_server, "POST", "/v2/models/iris/infer", document)

@@ -10,7 +10,7 @@ from workers.cache import Held, Plan, rendezvous
 
 
 def job(rid: int, rows: int, width: int = 2) -> Job:
-    return Job(f"{rid}-0", rid, "reply", 0, 0, 0, {"x": np.zeros((rows, width), np.float32)}, rows)
+    return Job(f"{rid}-0".encode(), rid, "reply", 0, 0, 0, {"x": np.zeros((rows, width), np.float32)}, rows)
 
 
 def held(max_batch_size: int, batchable: bool = True) -> Held:
@@ -100,22 +100,22 @@ def test_each_batch_s_replies_leave_before_the_next_batch_runs() -> None:
     answered_before_run: list[list[int]] = []
 
     def answered() -> list[int]:
-        rids = []
+        rids: list[int] = []
         while (message := subscriber.get_message(timeout=0.2)) is not None:
             rids.extend(reply["r"] for reply in msgpack.unpackb(message["data"]))
         return rids
 
     class Runtime:
-        provider = "test"
+        name, provider, version, instances = "test", "test", "0", 1
         seen: list[int] = []
 
-        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def run(self, feed: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
             self.seen.extend(answered())
             answered_before_run.append(list(self.seen))
             return {"y": feed["x"] * 2}
 
     batcher = Batcher(consumer="batching-test")
-    version = Held(Plan(1, "m", 1, True, {"max_batch_size": 1}), Runtime(), 0, stream)  # type: ignore[arg-type]
+    version = Held(Plan(1, "m", 1, True, {"max_batch_size": 1}), Runtime(), 0, stream)
     try:
         entries = batcher.read([stream], count=64, block=100)[0][1]
         assert len(entries) == 3  # one read, three one-row batches
@@ -152,12 +152,12 @@ def test_a_round_takes_no_more_of_a_version_s_queue_than_its_next_batch_runs() -
                                                    priority=0, rows=1, tensors=[pack_tensor("x", "FP32", x)])})
 
     class Runtime:
-        provider = "test"
+        name, provider, version, instances = "test", "test", "0", 1
 
         def __init__(self) -> None:
             self.runs: list[int] = []
 
-        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def run(self, feed: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
             self.runs.append(len(feed["x"]))
             return {"y": feed["x"]}
 
@@ -165,8 +165,8 @@ def test_a_round_takes_no_more_of_a_version_s_queue_than_its_next_batch_runs() -
     settings_of = {"max_queue_delay_ms": 0}
     runtimes = {wide: Runtime(), narrow: Runtime()}
     batcher.cache.held = {
-        1: Held(Plan(1, "wide", 1, True, {**settings_of, "max_batch_size": 4}), runtimes[wide], 0, wide),  # type: ignore[arg-type]
-        2: Held(Plan(2, "narrow", 1, True, {**settings_of, "max_batch_size": 1}), runtimes[narrow], 0, narrow),  # type: ignore[arg-type]
+        1: Held(Plan(1, "wide", 1, True, {**settings_of, "max_batch_size": 4}), runtimes[wide], 0, wide),
+        2: Held(Plan(2, "narrow", 1, True, {**settings_of, "max_batch_size": 1}), runtimes[narrow], 0, narrow),
     }
     batcher.next_plan = batcher.next_claim = float("inf")  # no planning, no claims: just the round
     try:
@@ -208,21 +208,21 @@ def test_a_version_with_two_instances_runs_two_batches_at_once_one_per_lane() ->
     both_running = threading.Barrier(2, timeout=10)
 
     class Runtime:
-        provider = "test"
-        instances = 2
+        name, provider, version, instances = "test", "test", "0", 2
 
         def __init__(self) -> None:
             self.runs: list[tuple[int, float]] = []
 
         def run(self, feed: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
             both_running.wait()
+            assert instance is not None
             self.runs.append((instance, float(feed["x"][0, 0])))
             return {"y": feed["x"] * 2}
 
     runtime = Runtime()
     batcher = Batcher(consumer="batching-test")
     batcher.cache.held = {1: Held(Plan(1, "m", 1, True, {"max_batch_size": 1, "max_queue_delay_ms": 0}),
-                                  runtime, 0, stream)}  # type: ignore[arg-type]
+                                  runtime, 0, stream)}
     batcher.next_plan = batcher.next_claim = float("inf")
     try:
         batcher.ensure_lanes()

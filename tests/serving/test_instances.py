@@ -29,8 +29,8 @@ def _runtime(tmp_path: Path, instances: int, batchable: bool = True) -> tuple[On
     path.write_bytes(built.mlp_onnx(inputs=8, outputs=3, seed=4))
     runtime = OnnxRuntime(path, use_cuda=False, intra_op_threads=2, instances=instances, batchable=batchable)
     calls: list[tuple[str, int]] = []
-    runtime.session = Recording(runtime.session, calls, "full")  # type: ignore[assignment]
-    runtime.copies = [Recording(c, calls, f"copy{i}") for i, c in enumerate(runtime.copies)]  # type: ignore[misc]
+    runtime.session = Recording(runtime.session, calls, "full")
+    runtime.copies = [Recording(c, calls, f"copy{i}") for i, c in enumerate(runtime.copies)]
     return runtime, calls
 
 
@@ -70,7 +70,7 @@ def test_fewer_rows_than_instances_keep_to_their_copy_while_another_runs(tmp_pat
             assert release.wait(5)
             return copy0.run(names, feed)
 
-    runtime.copies[0] = Blocking()  # type: ignore[call-overload]
+    runtime.copies[0] = Blocking()
     busy = threading.Thread(target=runtime.run, args=({"x": np.ones((4, 8), np.float32)},), kwargs={"instance": 0})
     busy.start()
     try:

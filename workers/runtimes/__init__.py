@@ -10,11 +10,16 @@ from django.conf import settings
 
 
 class Runtime(Protocol):
-    name: str
-    provider: str
-    version: str
+    """What the cache and the batcher use of a loaded model."""
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    name: str  # the engine: "onnxruntime" or "torch"
+    provider: str  # the execution provider that answers, e.g. CPUExecutionProvider, cuda
+    version: str  # the engine's version
+    instances: int  # copies the batcher's lanes run on side by side (1: the one session only)
+
+    def run(self, inputs: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
+        """Named arrays in, named arrays out; `instance` picks a lane's copy (None: the full session)."""
+        ...
 
 
 class RuntimeLoadError(Exception):

@@ -1,3 +1,5 @@
+"""TorchScript models, run by torch (never unpickled: torch.jit.load reads its own format)."""
+
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +10,11 @@ from workers.runtimes import RuntimeLoadError
 
 
 class TorchScriptRuntime:
+    """A TorchScript module on the CPU or the GPU; one copy (instances is an ONNX setting)."""
+
     name = "torch"
-    version = torch.__version__
+    version = str(torch.__version__)
+    instances = 1
 
     def __init__(self, path: Path, *, signature: dict[str, Any], use_cuda: bool) -> None:
         self.device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
@@ -24,7 +29,7 @@ class TorchScriptRuntime:
         self.input_names = [tensor["name"] for tensor in signature["inputs"]]
         self.output_names = [tensor["name"] for tensor in signature["outputs"]]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             args = [torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device) for name in self.input_names]
             result = self.module(*args)
