@@ -62,6 +62,8 @@ READ_BLOCK_MS = 100
 
 
 class Batcher:
+    """Serves the versions this worker holds: plans, loads, reads, batches, runs and replies."""
+
     def __init__(self, *, consumer: str | None = None, redis_url: str | None = None) -> None:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.redis = redis.Redis.from_url(redis_url or settings.REDIS_URL, socket_timeout=5,
@@ -80,10 +82,12 @@ class Batcher:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start lane 0 in its own daemon thread."""
         self.thread = threading.Thread(target=self.run, name="paddock-batcher", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop every lane, then leave the workers hash so that others stop counting on this one."""
         self.stopping.set()
         for thread in [self.thread, *(lane.thread for lane in self.lanes[1:])]:
             if thread is not None:
@@ -94,13 +98,16 @@ class Batcher:
             pass
 
     def run(self) -> None:
+        """Lane 0's loop: plans and claims as well as batches."""
         logger.info("batcher %s started", self.consumer)
         self.loop(self.step, self.lanes[0])
 
     def run_lane(self, lane: "Lane") -> None:
+        """A lane's loop above 0: batches only."""
         self.loop(lambda: self.lane_round(lane), lane)
 
     def loop(self, round_: Any, lane: "Lane") -> None:
+        """Run rounds until stopped, outliving Redis outages and any one bad round."""
         while not self.stopping.is_set():
             try:
                 round_()
@@ -124,6 +131,7 @@ class Batcher:
     # -- one round -----------------------------------------------------------------------------
 
     def step(self) -> None:
+        """One round of lane 0: plan once a second, take and serve, claim abandoned entries once a second."""
         now = time.monotonic()
         if now >= self.next_plan:
             self.flush()  # planning may load a model: the last batch's replies go first
@@ -141,6 +149,7 @@ class Batcher:
         self.take(lane, [h for h in list(self.cache.held.values()) if lane.index < instances_of(h)])
 
     def take(self, lane: "Lane", held: list[Held]) -> None:
+        """Read what is queued on the lane's streams, wait for more only where a deployment opts in, serve it."""
         if not held:
             self.flush(lane)
             self.stopping.wait(0.1)
@@ -229,6 +238,7 @@ class Batcher:
                 for stream, entries in answer]
 
     def flush(self, lane: "Lane | None" = None) -> None:
+        """Send the lane's queued replies and acknowledgements now."""
         (lane or self.lanes[0]).flush()
 
     @staticmethod
@@ -247,6 +257,7 @@ class Batcher:
         return [chunk for chunks in groups.values() for chunk in chunks]
 
     def run_batch(self, held: Held, jobs: list[Job], lane: "Lane | None" = None) -> list[tuple[str, dict[str, Any]]]:
+        """Run one inference for the jobs' rows and split the outputs into one reply each."""
         started_ms = now_ms()
         tick = time.perf_counter()
         rows = sum(job.rows for job in jobs)
@@ -280,6 +291,7 @@ class Batcher:
         return replies
 
     def claim_abandoned(self, held: list[Held]) -> None:
+        """Take over and serve the entries a dead worker left pending longer than the claim timeout."""
         for version in held:
             claimed = self.redis.xautoclaim(version.stream, GROUP, self.consumer,
                                             min_idle_time=settings.PADDOCK_CLAIM_IDLE_MS, count=256)
@@ -293,6 +305,7 @@ class Batcher:
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self) -> None:
+        """Decide which versions this worker holds, load or evict them, and publish a heartbeat."""
         close_old_connections()
         workers = self.live_workers()
         cutoff = time.time() - WANTED_TTL_SECONDS
@@ -327,9 +340,11 @@ class Batcher:
             lane.thread.start()
 
     def live_workers(self) -> list[str]:
+        """This worker and every worker with a fresh heartbeat, sorted (rendezvous hashing's input)."""
         return sorted({self.consumer, *fresh_heartbeats(self.redis.hgetall(workers_key()))})
 
     def ensure_groups(self, held: list[Held]) -> None:
+        """Create each held stream's consumer group (from id 0) where it is missing."""
         for version in held:
             try:
                 # From id 0: requests queued before any worker held the version are served too.
@@ -339,6 +354,7 @@ class Batcher:
                     raise
 
     def heartbeat(self) -> None:
+        """Publish what this worker is and holds: host, pid, memory, CPU, GPUs, versions and their counts."""
         beat = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -370,6 +386,7 @@ class Lane:
         self.unsent.append(("XDEL", stream, *done))
 
     def flush(self) -> None:
+        """Send what is queued in one write."""
         if self.unsent:
             commands, self.unsent = self.unsent, []
             self.hot.execute(commands)

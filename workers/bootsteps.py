@@ -8,6 +8,8 @@ from celery import bootsteps
 
 
 class BatcherStep(bootsteps.StartStopStep):
+    """A Celery bootstep that runs a Batcher beside the pool (unless PADDOCK_WORKER_SERVES=0)."""
+
     requires = {"celery.worker.components:Pool"}
 
     def __init__(self, worker: Any, **options: Any) -> None:
@@ -15,6 +17,7 @@ class BatcherStep(bootsteps.StartStopStep):
         self.batcher: Any = None
 
     def start(self, worker: Any) -> None:
+        """Start the batcher when the worker starts."""
         if os.environ.get("PADDOCK_WORKER_SERVES", "1") == "0":
             return
         from workers.batcher import Batcher
@@ -23,5 +26,6 @@ class BatcherStep(bootsteps.StartStopStep):
         self.batcher.start()
 
     def stop(self, worker: Any) -> None:
+        """Stop the batcher when the worker stops."""
         if self.batcher is not None:
             self.batcher.stop()

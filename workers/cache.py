@@ -36,6 +36,8 @@ class Plan:
 
 @dataclass
 class Held:
+    """A version loaded in this worker: its plan, runtime, memory estimate, stream and counts."""
+
     plan: Plan
     runtime: Runtime
     estimated_bytes: int
@@ -46,6 +48,7 @@ class Held:
     rows: int = 0
 
     def describe(self) -> dict[str, Any]:
+        """What the heartbeat says of this version."""
         return {"id": self.plan.version_id, "model": self.plan.model, "number": self.plan.number,
                 "stream": self.stream, "batches": self.batches, "rows": self.rows,
                 "provider": self.runtime.provider, "instances": self.runtime.instances}
@@ -66,6 +69,8 @@ def rendezvous(version_id: int, workers: list[str], count: int) -> list[str]:
 
 
 class ModelCache:
+    """The versions this worker holds, loaded and warmed up, evicted LRU over the memory budget."""
+
     def __init__(self, budget_bytes: int | None = None) -> None:
         self.budget = budget_bytes or settings.PADDOCK_WORKER_MEMORY_MB * 1024 * 1024
         self.held: dict[int, Held] = {}

@@ -23,6 +23,7 @@ class CpuMeter:
         return times.user + times.system
 
     def percent(self) -> float:
+        """This process's CPU use since the last call, in percent of one core."""
         now, cpu = time.monotonic(), self._cpu_seconds()
         wall = now - self.last[0]
         used = cpu - self.last[1]
@@ -31,6 +32,8 @@ class CpuMeter:
 
 
 class GpuMeter:
+    """GPU utilisation and memory through NVML, when a GPU and NVML are present."""
+
     def __init__(self) -> None:
         self.nvml: Any = None
         if not glob.glob("/dev/nvidia[0-9]*"):
@@ -44,6 +47,7 @@ class GpuMeter:
             logger.warning("GPU present but NVML unavailable: %s", exc)
 
     def read(self) -> list[dict[str, Any]]:
+        """Each GPU's utilisation and memory, or nothing without NVML."""
         if self.nvml is None:
             return []
         nvml = self.nvml

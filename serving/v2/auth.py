@@ -20,6 +20,8 @@ TOKEN_CACHE_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who is calling, as the data plane needs it: the token's scopes, model list and the user's teams."""
+
     token_id: int
     username: str
     superuser: bool
@@ -29,9 +31,11 @@ class Principal:
     expires_at: datetime | None
 
     def has_scope(self, scope: str) -> bool:
+        """Scopes imply narrower ones: `admin` everything, `manage` also `read`."""
         return scope in self.scopes or "admin" in self.scopes or (scope == "read" and "manage" in self.scopes)
 
     def may_see(self, route: ModelRoute) -> bool:
+        """A token's model list narrows what its user's teams (or superuser) can see."""
         if self.model_names and route.name not in self.model_names:
             return False
         return self.superuser or route.team_id in self.team_ids
@@ -53,11 +57,14 @@ def _load(digest: str) -> Principal | str:
 
 
 class TokenCache:
+    """Token digests → principals (or refusal reasons), each kept TOKEN_CACHE_SECONDS."""
+
     def __init__(self) -> None:
         self._cache: RefreshingCache[str, Principal | str] = RefreshingCache(
             sync_to_async(_load, thread_sensitive=True), TOKEN_CACHE_SECONDS)
 
     async def authenticate(self, header: str | None) -> Principal:
+        """The principal behind an `Authorization` header, or Unauthenticated with the reason."""
         if not header:
             raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
         keyword, _, raw = header.partition(" ")
@@ -72,6 +79,7 @@ class TokenCache:
 
 
 def authorize(principal: Principal, route: ModelRoute | None, name: str, scope: str) -> ModelRoute:
+    """The model's route if the principal may see it (else 404: names must not leak) with `scope`."""
     if route is None or not principal.may_see(route):
         raise NotFound(f"model '{name}' not found")
     if not principal.has_scope(scope):

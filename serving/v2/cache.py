@@ -14,6 +14,8 @@ V = TypeVar("V")
 
 
 class RefreshingCache(Generic[K, V]):
+    """Values loaded once per key however many callers wait, served stale while a refresh runs."""
+
     def __init__(self, load: Callable[[K], Awaitable[V]], ttl: float, max_entries: int = 10_000) -> None:
         self.load = load
         self.ttl = ttl
@@ -22,6 +24,7 @@ class RefreshingCache(Generic[K, V]):
         self.loading: dict[K, asyncio.Task[V]] = {}
 
     async def get(self, key: K) -> V:
+        """The value for `key`: fresh from memory, stale while reloading, or loaded now."""
         entry = self.entries.get(key)
         if entry is not None:
             value, expires = entry

@@ -99,6 +99,8 @@ DEADLINE_GRACE_SECONDS = 0.25
 
 @dataclass(slots=True)
 class Answer:
+    """A worker's answer to one request: its outputs and the figures of the batch it ran in."""
+
     outputs: dict[str, np.ndarray]
     queue_ms: float
     compute_ms: float
@@ -106,6 +108,8 @@ class Answer:
 
 
 class DataPlane:
+    """The web process's side of inference: routes, the Redis connections, the waiting requests."""
+
     def __init__(self, redis_url: str) -> None:
         self.instance = uuid.uuid4().hex[:12]
         self.reply_to = reply_key(self.instance)
@@ -129,6 +133,7 @@ class DataPlane:
     # -- routing -------------------------------------------------------------------------------
 
     async def route(self, name: str) -> ModelRoute | None:
+        """The model's route (cached), or None for an unknown model."""
         return await self.routes.get(name)
 
     def choose_version(self, route: ModelRoute, number: int | None, request: InferRequest,
@@ -140,6 +145,7 @@ class DataPlane:
 
     @staticmethod
     def pick_version(route: ModelRoute, number: int | None) -> VersionRoute:
+        """The version `number` (else the active one), refused unless it is ready to serve."""
         if number is None:
             if route.active is None:
                 raise ModelNotReady(f"model '{route.name}' has no ready version to serve")
@@ -154,6 +160,7 @@ class DataPlane:
         return version
 
     async def holder_count(self, version: VersionRoute) -> int:
+        """How many live workers hold the version, from their heartbeats (read at most every HOLDERS_TTL)."""
         now = time.monotonic()
         if now >= self.holders_expire:
             self.holders_expire = now + HOLDERS_TTL
@@ -164,6 +171,7 @@ class DataPlane:
     # -- inference -----------------------------------------------------------------------------
 
     async def infer(self, route: ModelRoute, version: VersionRoute, request: InferRequest, rows: int) -> Answer:
+        """Enqueue one checked request on the version's stream and await its reply or a clear error."""
         timeout_ms = request.timeout_us // 1000 if request.timeout_us else route.settings["default_timeout_ms"]
         deadline_ms = now_ms() + max(1, timeout_ms)
         tensors = [pack_tensor(t.name, t.datatype, t.array) for t in request.inputs]
@@ -303,6 +311,7 @@ class DataPlane:
                 future.set_exception(error)
 
     async def redis_ready(self) -> bool:
+        """Whether Redis answers (the readiness probe)."""
         try:
             return bool(await self.redis.ping())
         except RedisError:
@@ -318,6 +327,7 @@ _dataplane: DataPlane | None = None
 
 
 def get_dataplane() -> DataPlane:
+    """This process's one DataPlane, made on first use."""
     global _dataplane
     if _dataplane is None:
         _dataplane = DataPlane(settings.REDIS_URL)

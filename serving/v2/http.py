@@ -33,6 +33,7 @@ _collector_registered = False
 
 async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send one whole HTTP response."""
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
@@ -41,6 +42,7 @@ async def respond(send: Send, status: int, body: bytes, content_type: bytes = JS
 
 
 async def respond_error(send: Send, error: PaddockError, version: Any = None) -> None:
+    """An error as v2's `{"error": message}` with its kind's status and headers."""
     extra = error.row.headers()
     if version is not None:  # the version chosen for the request, which is the one that failed
         extra.append((b"x-paddock-version", str(version.number).encode()))
@@ -48,6 +50,7 @@ async def respond_error(send: Send, error: PaddockError, version: Any = None) ->
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
+    """A request header's value (the first with that name), or None."""
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
@@ -55,6 +58,7 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 async def read_body(scope: dict[str, Any], receive: Receive) -> bytes:
+    """The whole body, refused with 413 as soon as it passes the limit (declared or streamed)."""
     limit = settings.PADDOCK_MAX_INFER_BYTES
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -73,6 +77,7 @@ async def read_body(scope: dict[str, Any], receive: Receive) -> bytes:
 
 
 async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Route one HTTP request of the data plane: health, server and model metadata, readiness, infer."""
     path, method = scope["path"], scope["method"]
     try:
         if path == "/v2/health/live":
@@ -109,6 +114,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 
 
 def model_metadata(route: Any, number: int | None) -> bytes:
+    """The v2 model metadata: versions that serve, and the chosen version's platform and signature."""
     chosen = number if number is not None else route.active
     version = route.versions.get(chosen) if chosen is not None else None
     if version is None:
@@ -123,6 +129,7 @@ def model_metadata(route: Any, number: int | None) -> bytes:
 
 
 async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any, number: int | None) -> None:
+    """Decode, check, route, enqueue and await one REST infer request, and answer it."""
     started = time.perf_counter()
     dataplane = get_dataplane()
     in_flight = metrics.in_flight(route.name)
@@ -177,6 +184,7 @@ def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, 
 
 
 async def metrics_page(scope: dict[str, Any], send: Send) -> None:
+    """Prometheus text: this process's figures and the workers' (from their heartbeats)."""
     global _collector_registered
     if not settings.PADDOCK_METRICS_PUBLIC:
         principal = await tokens.authenticate(header(scope, b"authorization"))

@@ -30,6 +30,8 @@ _FAST_PARSE_BYTES = 16 * 1024
 
 @dataclass(slots=True)
 class Tensor:
+    """One named tensor of a request, decoded into an array."""
+
     name: str
     datatype: str
     shape: list[int]
@@ -38,6 +40,8 @@ class Tensor:
 
 @dataclass(slots=True)
 class InferRequest:
+    """A decoded v2 infer request: inputs, requested outputs and the parameters Paddock reads."""
+
     id: str | None
     inputs: list[Tensor]
     outputs: list[str] | None = None  # names asked for; None: every output
@@ -48,6 +52,7 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)  # the request's own (A/B keys among them)
 
     def wants_binary(self, name: str) -> bool:
+        """Whether output `name` goes back as binary data (Triton's extension) instead of JSON."""
         return self.binary_all or name in self.binary_outputs
 
 
@@ -159,6 +164,7 @@ def _plain(value: Any) -> Any:
 
 
 def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b"") -> InferRequest:
+    """An InferRequest from a parsed v2 JSON document (all data inline)."""
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list")
@@ -310,6 +316,7 @@ def deserialize_bytes_tensor(name: str, chunk: memoryview, count: int) -> np.nda
 
 
 def serialize_bytes_tensor(array: np.ndarray) -> bytes:
+    """BYTES elements as Triton's binary format: each a 4-byte little-endian length and its bytes."""
     parts = []
     for item in array.ravel():
         value = item if isinstance(item, bytes) else str(item).encode()
@@ -319,6 +326,7 @@ def serialize_bytes_tensor(array: np.ndarray) -> bytes:
 
 
 def datatype_of(array: np.ndarray) -> str:
+    """The v2 datatype of a numpy array."""
     if array.dtype.kind in "OSU":
         return "BYTES"
     try:
@@ -360,4 +368,5 @@ def encode_response(*, model_name: str, model_version: str, request: InferReques
 
 
 def error_body(message: str) -> bytes:
+    """v2's error body: `{"error": message}`."""
     return orjson.dumps({"error": message})

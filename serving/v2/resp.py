@@ -48,6 +48,7 @@ class RespProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport; ask the kernel to notice a peer that vanished."""
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -55,6 +56,7 @@ class RespProtocol(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def data_received(self, data: bytes) -> None:
+        """Parse replies as they arrive: resolve waiting commands, or pass pushed messages on."""
         self.reader.feed(data)
         while True:
             try:
@@ -78,6 +80,7 @@ class RespProtocol(asyncio.Protocol):
                 waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Fail whatever waits, and tell the owner the connection is gone."""
         reason = f"lost the connection to Redis ({exc})" if exc else "Redis closed the connection"
         self._fail(self.closed or RedisConnectionError(reason))
 
@@ -121,6 +124,7 @@ class RespProtocol(asyncio.Protocol):
             self.watchdog = self.loop.call_later(COMMAND_TIMEOUT - waited, self._check_stuck)
 
     def close(self, error: Exception | None = None) -> None:
+        """Fail what waits with `error` and drop the connection."""
         self._fail(error or RedisConnectionError("the connection to Redis was closed"))
         if self.transport is not None:
             self.transport.abort()
@@ -193,6 +197,7 @@ class BlockingResp:
         self.reader = hiredis.Reader()
 
     def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send the commands in one write and return their replies in order."""
         if self.sock is None:
             self._connect()
         try:
@@ -242,6 +247,7 @@ class BlockingResp:
             self.execute(setup)
 
     def close(self) -> None:
+        """Close the socket; the next call reconnects."""
         if self.sock is not None:
             try:
                 self.sock.close()

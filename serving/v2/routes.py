@@ -18,6 +18,8 @@ PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
 
 @dataclass(frozen=True, slots=True)
 class VersionRoute:
+    """A version as the data plane routes to it: status, signature, stream, batchability."""
+
     version_id: int
     number: int
     status: str
@@ -31,6 +33,8 @@ class VersionRoute:
 
 @dataclass(frozen=True, slots=True)
 class ModelRoute:
+    """A model as the data plane routes it: versions, active version, traffic and deployment settings."""
+
     model_id: int
     name: str
     team_id: int
@@ -45,6 +49,7 @@ class ModelRoute:
 
     @property
     def ready_numbers(self) -> list[int]:
+        """Numbers of the versions that can serve, newest first."""
         return sorted(n for n, v in self.versions.items() if v.status == VersionStatus.READY)
 
     @property
@@ -132,6 +137,7 @@ def _models() -> Any:
 
 
 def load_model_route(name: str) -> ModelRoute | None:
+    """A model's route from the database, or None for an unknown model."""
     model = _models().filter(name=name).first()
     return _route(model) if model is not None else None
 
@@ -142,4 +148,5 @@ def load_routes(model_ids: Iterable[int]) -> dict[int, ModelRoute]:
 
 
 def load_all_routes() -> list[ModelRoute]:
+    """Every model's route (the batcher plans from them)."""
     return [_route(model) for model in _models()]

@@ -30,6 +30,7 @@ class CoalescingTransport:
         self._loop = asyncio.get_running_loop()
 
     def write(self, data: bytes) -> None:
+        """Buffer the write; the buffered writes leave together at the end of this loop tick."""
         self._buffer.append(data)
         if not self._scheduled:
             self._scheduled = True
@@ -43,6 +44,7 @@ class CoalescingTransport:
         self._buffer.clear()
 
     def close(self) -> None:
+        """Flush what is buffered, then close."""
         self._flush()
         self._transport.close()
 
@@ -51,11 +53,14 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a transport that coalesces a tick's writes into one syscall."""
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
 
 
 def main() -> None:
+    """Parse the command line and run uvicorn on console.asgi with the coalescing protocol."""
     parser = argparse.ArgumentParser(description="Paddock web server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

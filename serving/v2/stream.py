@@ -24,6 +24,7 @@ MAX_IN_FLIGHT = 256
 
 
 async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accept a websocket, check its token and model, then serve its messages until it closes."""
     message = await receive()
     if message["type"] != "websocket.connect":
         return
@@ -69,6 +70,7 @@ class Stream:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, receive: Any) -> None:
+        """Read messages until the socket closes, each answered in its own task (at most MAX_IN_FLIGHT)."""
         try:
             while True:
                 message = await receive()
@@ -89,6 +91,7 @@ class Stream:
                 task.cancel()
 
     async def answer(self, raw: str) -> None:
+        """Decode, check, route, enqueue and await one message's request, and reply to it."""
         started = time.perf_counter()
         request_id = route = version = answer = None
         code = 200
@@ -115,8 +118,10 @@ class Stream:
                 record(dataplane, route, version, code, time.perf_counter() - started, answer)
 
     async def reply(self, document: dict[str, Any]) -> None:
+        """Send a JSON document as a text message."""
         await self.reply_raw(orjson.dumps(document).decode())
 
     async def reply_raw(self, text: str) -> None:
+        """Send a text message; the lock keeps concurrent replies from interleaving."""
         async with self.lock:
             await self.send({"type": "websocket.send", "text": text})

@@ -30,6 +30,7 @@ def choose(route: ModelRoute, sticky_value: str | None = None) -> int | None:
 
 
 def sticky_value(route: ModelRoute, headers: list[tuple[bytes, bytes]], parameters: dict[str, Any]) -> str | None:
+    """The A/B key of a request (header or parameter named by the deployment), or None."""
     if route.sticky is None:
         return None
     kind, name = route.sticky
@@ -41,6 +42,7 @@ def sticky_value(route: ModelRoute, headers: list[tuple[bytes, bytes]], paramete
 
 
 def mirrored(route: ModelRoute) -> bool:
+    """Whether this request is mirrored to the shadow version (its percent of requests)."""
     return route.shadow is not None and random.random() * 100 < route.shadow[1]
 
 

@@ -65,32 +65,39 @@ HEARTBEAT_FRESH_SECONDS = 5.0
 def stream_key(version_id: int, sha256: str) -> str:
     # The checksum makes the stream name the artifact, not just a row id that a restored or
     # reset database could give to other bytes.
+    """The version's request stream."""
     return f"{settings.PADDOCK_REDIS_PREFIX}:v{version_id}-{sha256[:12]}:requests"
 
 
 def reply_key(instance: str) -> str:
+    """A web process's reply channel."""
     return f"{settings.PADDOCK_REDIS_PREFIX}:reply:{instance}"
 
 
 def workers_key() -> str:
+    """The hash of workers' heartbeats."""
     return f"{settings.PADDOCK_REDIS_PREFIX}:workers"
 
 
 def wanted_key() -> str:
+    """The sorted set of versions requested that no worker held (cold starts)."""
     return f"{settings.PADDOCK_REDIS_PREFIX}:wanted"
 
 
 def now_ms() -> int:
+    """Wall-clock milliseconds, the unit of deadlines on the wire."""
     return int(time.time() * 1000)
 
 
 def pack_tensor(name: str, datatype: str, array: np.ndarray) -> list[Any]:
+    """A tensor for the wire: raw bytes for numbers, a list of bytes for BYTES."""
     if datatype == "BYTES":
         return [name, datatype, list(array.shape), list(array.ravel())]
     return [name, datatype, list(array.shape), np.ascontiguousarray(array).tobytes()]
 
 
 def unpack_tensor(packed: list[Any]) -> tuple[str, np.ndarray]:
+    """A tensor from the wire, as an array (numbers without a copy)."""
     name, datatype, shape, data = packed
     if datatype == "BYTES":
         array = np.empty(len(data), dtype=object)
@@ -120,11 +127,13 @@ def lua(script: str, **names: str) -> str:
 
 def pack_request(*, rid: int, reply_to: str, deadline_ms: int, priority: int, rows: int,
                  tensors: list[list[Any]]) -> bytes:
+    """A request entry's `m`, stamped with the time it is enqueued."""
     return msgpack.packb({RID: rid, REPLY_TO: reply_to, DEADLINE: deadline_ms, PRIORITY: priority,
                           ENQUEUED: now_ms(), ROWS: rows, INPUTS: tensors})
 
 
 def unpack_request(entry_id: bytes, payload: bytes) -> Job:
+    """A request entry as the worker's Job."""
     message = msgpack.unpackb(payload)
     inputs = dict(unpack_tensor(t) for t in message[INPUTS])
     return Job(entry_id, message[RID], message[REPLY_TO], message[DEADLINE], message[PRIORITY], message[ENQUEUED],
@@ -144,10 +153,12 @@ def pack_replies(replies: list[dict[str, Any]]) -> bytes:
 
 
 def unpack_replies(message: bytes) -> list[dict[str, Any]]:
+    """A reply message's list of replies."""
     return msgpack.unpackb(message)
 
 
 def pack_heartbeat(beat: dict[str, Any]) -> bytes:
+    """A worker's heartbeat, stamped with the time it was written."""
     return msgpack.packb({**beat, "ts": time.time()})
 
 

@@ -1,3 +1,5 @@
+"""ONNX models, run by onnxruntime (the CUDA provider where a GPU is present, the CPU otherwise)."""
+
 import os
 import threading
 from pathlib import Path

@@ -30,6 +30,7 @@ class TorchScriptRuntime:
         self.output_names = [tensor["name"] for tensor in signature["outputs"]]
 
     def run(self, inputs: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
+        """Run the module on the inputs in signature order; name its outputs by the signature."""
         with torch.inference_mode():
             args = [torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device) for name in self.input_names]
             result = self.module(*args)
