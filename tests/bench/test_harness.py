@@ -40,7 +40,7 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
 
 
 def test_max_batch_size_is_the_largest_within_10_percent_up_to_16_unless_a_bigger_batch_is_clearly_best() -> None:
-    from bench.run import batch_size_for
+    from bench.raw import batch_size_for
 
     assert batch_size_for({"1": 34e3, "4": 139e3, "16": 316e3, "64": 595e3}) == 64  # overhead-bound (M1)
     assert batch_size_for({"1": 253, "4": 254, "16": 251, "64": 259}) == 16  # compute-bound, flat (M2)
