@@ -9,11 +9,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from console import services
 from console.audit import Actor
 from console.choices import Scope
 from console.errors import PaddockError
+from console.htmx import htmx_partial
 from console.models import ApiToken, AuditEvent
 
 
@@ -35,6 +37,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Expiry must be a whole number of days.")
         except PaddockError as exc:
             messages.error(request, exc.message)
+    assert request.user.is_authenticated  # login_required says so; this tells mypy
     tokens = ApiToken.objects.filter(user=request.user)
     return render(request, "console/tokens.html", {
         "tokens": tokens, "created_raw": created_raw, "scopes": Scope.choices,
@@ -53,6 +56,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponseBase:
 
 @login_required
 @user_passes_test(lambda user: user.is_superuser)
+@vary_on_headers("HX-Request")  # one URL, two answers: caches keep the page and the fragment apart
 def audit_list(request: HttpRequest) -> HttpResponse:
     events = AuditEvent.objects.all()
     filters = {key: request.GET.get(key, "").strip() for key in ("action", "actor", "object_type")}
@@ -64,6 +68,6 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         events = events.filter(object_type=filters["object_type"])
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     context = {"page": page, "filters": filters}
-    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
+    if htmx_partial(request):
         return render(request, "console/partials/_audit_table.html", context)
     return render(request, "console/audit.html", context)

@@ -4,24 +4,23 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from console.access import can_change_team, get_visible_model, visible_models
 from console.audit import Actor
 from console.errors import NotFound, PaddockError
+from console.htmx import htmx_partial
 from console.models import Team
 from registry import services
 from registry.api.views import parse_json_field, search_models
 from registry.choices import VersionStatus
 from registry.forms import AliasForm, ModelForm, UploadForm
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import Alias, ModelVersion, RegisteredModel
 from serving.views import panel_context, rollout_form_context
-
-
-def _is_fragment(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False)) and not request.htmx.boosted  # type: ignore[attr-defined]
 
 
 def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
@@ -32,12 +31,16 @@ def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
 
 
 @login_required
+@vary_on_headers("HX-Request")  # one URL, two answers: caches keep the page and the fragment apart
 def model_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     models = search_models(visible_models(request.user), query, request.GET.get("tag", "").strip())
-    models = models.prefetch_related("versions", "aliases__version")
+    models = models.prefetch_related(
+        Prefetch("versions", queryset=ModelVersion.objects.only("id", "model_id", "number", "status")),
+        Prefetch("aliases", queryset=Alias.objects.select_related("version")),
+    )
     context = {"models": models, "q": query}
-    if _is_fragment(request):
+    if htmx_partial(request):
         return render(request, "registry/partials/_model_table.html", context)
     return render(request, "registry/model_list.html", context)
 
@@ -71,15 +74,15 @@ def model_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = _model_or_404(request, name)
-    versions = model.versions.select_related("created_by").prefetch_related("aliases")
-    context = {
-        "model": model,
-        "versions": versions,
-        "aliases": model.aliases.select_related("version"),
-        "can_change": can_change_team(request.user, model.team_id),
-        "alias_form": AliasForm(),
-    }
-    context.update(panel_context(request, model), **rollout_form_context(model))
+    versions = list(model.versions.select_related("created_by").prefetch_related("aliases"))
+    context = panel_context(request, model)  # the traffic panel's, `model` and `can_change` among them
+    context.update(
+        versions=versions,
+        # Each prefetched alias already points at its version: no query of the model's aliases.
+        aliases=sorted((alias for version in versions for alias in version.aliases.all()), key=lambda a: a.name),
+        alias_form=AliasForm(),
+        **rollout_form_context(versions),
+    )
     return render(request, "registry/model_detail.html", context)
 
 
@@ -105,9 +108,9 @@ def version_upload(request: HttpRequest, name: str) -> HttpResponse:
             except PaddockError as exc:
                 result["error"] = exc.message
         else:
-            result["error"] = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+            result["error"] = "; ".join(f"{field}: {' '.join(map(str, errs))}" for field, errs in form.errors.items())
         status = 400 if "error" in result else 200
-        if _is_fragment(request):
+        if htmx_partial(request):
             return render(request, "registry/partials/_upload_result.html", result, status=status)
         if "error" in result:
             messages.error(request, result["error"])

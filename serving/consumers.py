@@ -11,7 +11,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.access import visible_models
 from serving import live
-from serving.models import Rollout
 
 PUSH_SECONDS = 1.0
 WINDOW_SECONDS = 60
@@ -19,14 +18,9 @@ WINDOW_SECONDS = 60
 CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND = 4401, 4404
 
 
-def _figures(model: Any) -> dict[str, Any]:
-    figures = live.model_figures(model, WINDOW_SECONDS)
-    rollout = Rollout.objects.filter(model=model).values("id", "state", "strategy", "step_index").first()
-    figures["rollout"] = rollout
-    return figures
-
-
 class LiveFigures(AsyncWebsocketConsumer):
+    """Pushes one model's figures while its page is open; the rollout's state is the traffic panel's (htmx)."""
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         name = self.scope["url_route"]["kwargs"]["name"]
@@ -43,7 +37,7 @@ class LiveFigures(AsyncWebsocketConsumer):
     async def push(self, model: Any) -> None:
         while True:
             try:
-                figures = await database_sync_to_async(_figures)(model)
+                figures = await database_sync_to_async(live.model_figures)(model, WINDOW_SECONDS)
             except Exception as exc:  # noqa: BLE001 - Redis down: say so and keep trying
                 figures = {"error": f"live figures unavailable: {exc}"}
             await self.send(text_data=json.dumps(figures))

@@ -2,11 +2,12 @@
 per version, the window's summary (serving.livestats.summarize) and one point per second."""
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from registry.models import RegisteredModel
 from serving import livestats
-from serving.v2.routes import load_model_route
+from serving.v2.routes import ModelRoute, load_model_route, load_routes
 from serving.v2.wire import fresh_heartbeats, holders_by_stream, workers_key
 
 
@@ -19,29 +20,43 @@ def _point(second: int, counts: Any) -> dict[str, Any]:
 
 def model_figures(model: RegisteredModel, seconds: int = 60, conn: Any = None) -> dict[str, Any]:
     conn = conn or livestats.client()
-    route = load_model_route(model.name)
+    return _figures(model.name, load_model_route(model.name), seconds, conn, _holding(conn))
+
+
+def models_figures(models: Sequence[RegisteredModel], seconds: int = 60, conn: Any = None) -> dict[int, dict[str, Any]]:
+    """model_figures of several models, by model id: their routes read together (the same
+    queries however many models), the workers' heartbeats read once."""
+    conn = conn or livestats.client()
+    routes = load_routes(model.pk for model in models)
+    holding = _holding(conn)
+    return {model.pk: _figures(model.name, routes.get(model.pk), seconds, conn, holding) for model in models}
+
+
+def _holding(conn: Any) -> dict[str, list[str]]:
+    """Version stream → the live workers holding it."""
+    return holders_by_stream(fresh_heartbeats(conn.hgetall(workers_key())))
+
+
+def _figures(name: str, route: ModelRoute | None, seconds: int, conn: Any,
+             holding: dict[str, list[str]]) -> dict[str, Any]:
     end = int(time.time())  # the current second is still being counted: stop before it
     start = end - seconds
-    numbers = sorted(route.held_numbers | set(route.ready_numbers[-3:])) if route else []
-    holding = holders_by_stream(fresh_heartbeats(conn.hgetall(workers_key())))
-    versions = []
-    for number in numbers:
+    figures: dict[str, Any] = {"model": name, "window": [start, end], "seconds": seconds, "active": None,
+                               "routes": [], "shadow": None, "versions": []}
+    if route is None:
+        return figures
+    for number in sorted(route.held_numbers | set(route.ready_numbers[-3:])):
         version = route.versions[number]
         per_second = livestats.read_seconds(conn, version.version_id, range(start, end))
         total = sum((c for c in per_second.values()), livestats.Counter())
         holders = holding.get(version.stream, [])
-        versions.append({
+        figures["versions"].append({
             "version": number,
             "summary": livestats.summarize(total, seconds),
             "series": [_point(second, per_second[second]) for second in sorted(per_second)],
             "queue_depth": conn.xlen(version.stream) if holders else 0,
             "workers": holders,
         })
-    return {
-        "model": model.name, "window": [start, end], "seconds": seconds,
-        "active": route.active if route else None,
-        "routes": [{"version": n, "weight": w} for n, w in route.weights] if route else [],
-        "shadow": {"version": route.shadow[0], "percent": route.shadow[1]} if route and route.shadow else None,
-        "versions": versions,
-    }
-
+    figures.update(active=route.active, routes=[{"version": n, "weight": w} for n, w in route.weights],
+                   shadow={"version": route.shadow[0], "percent": route.shadow[1]} if route.shadow else None)
+    return figures

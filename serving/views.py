@@ -1,20 +1,25 @@
 """Console pages of the serving side: a model's traffic and rollouts (fragments of the model
 page, htmx), and the dashboard across every model the person can see."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from console.access import can_change_team, get_visible_model, visible_models
 from console.audit import Actor
 from console.errors import NotFound, PaddockError
-from registry.models import RegisteredModel
+from console.htmx import htmx_partial
+from registry.choices import VersionStatus
+from registry.models import ModelVersion, RegisteredModel
 from serving import live, livestats, rollouts
 from serving.metrics import live_workers
-from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutState, RolloutStrategy
+from serving.models import GATE_DEFAULTS, Rollout, RolloutState, RolloutStrategy
 from serving.v2.routes import load_model_route
 
 GATE_FIELDS = list(GATE_DEFAULTS.items())
@@ -98,31 +103,38 @@ def rollout_action(request: HttpRequest, name: str, rollout_id: int, action: str
                   status=400 if error else 200)
 
 
-def rollout_form_context(model: RegisteredModel) -> dict[str, Any]:
-    return {"strategies": RolloutStrategy.choices, "gate_fields": GATE_FIELDS,
-            "candidates": model.versions.filter(status="ready").order_by("-number")}
+def rollout_form_context(versions: Iterable[ModelVersion]) -> dict[str, Any]:
+    """The rollout form's choices; the candidates are the model's ready versions, newest first."""
+    candidates = sorted((v for v in versions if v.status == VersionStatus.READY), key=lambda v: -v.number)
+    return {"strategies": RolloutStrategy.choices, "gate_fields": GATE_FIELDS, "candidates": candidates}
+
+
+def _dashboard_row(model: RegisteredModel, figures: dict[str, Any]) -> dict[str, Any]:
+    versions = figures["versions"]
+    requests = sum(v["summary"]["requests"] for v in versions)
+    errors = sum(v["summary"]["errors"] for v in versions)
+    p99s = [v["summary"]["latency_ms"]["total"]["p99"] for v in versions
+            if v["summary"]["latency_ms"]["total"]["p99"] is not None]
+    return {"model": model, "routes": figures["routes"], "shadow": figures["shadow"],
+            "rps": round(requests / figures["seconds"], 2), "errors": errors,
+            "error_rate": errors / requests if requests else 0.0,
+            "p99": max(p99s) if p99s else None,
+            "queued": sum(v["queue_depth"] for v in versions),
+            # Prefetched below: only live rollouts, at most one per model (a database constraint).
+            "rollout": next(iter(model.rollouts.all()), None)}
 
 
 @login_required
+@vary_on_headers("HX-Request")  # one URL, two answers: caches keep the page and the fragment apart
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Every visible model's traffic over the last minute, and the workers."""
+    """Every visible model's traffic over the last minute, and the workers; the same queries
+    however many models (routes and live rollouts are read for all of them at once)."""
     conn = livestats.client()
-    rows = []
-    for model in visible_models(request.user).order_by("name"):
-        figures = live.model_figures(model, 60, conn)
-        versions = figures["versions"]
-        requests = sum(v["summary"]["requests"] for v in versions)
-        errors = sum(v["summary"]["errors"] for v in versions)
-        p99s = [v["summary"]["latency_ms"]["total"]["p99"] for v in versions
-                if v["summary"]["latency_ms"]["total"]["p99"] is not None]
-        rows.append({"model": model, "routes": figures["routes"], "shadow": figures["shadow"],
-                     "rps": round(requests / 60, 2), "errors": errors,
-                     "error_rate": errors / requests if requests else 0.0,
-                     "p99": max(p99s) if p99s else None,
-                     "queued": sum(v["queue_depth"] for v in versions),
-                     "rollout": model.rollouts.filter(state__in=RolloutState.live()).first()})
-    rows.sort(key=lambda row: -(row["p99"] or 0))
-    workers = sorted(live_workers(conn).items())
-    context = {"rows": rows, "workers": workers, "deployments": Deployment.objects.count()}
-    template = "serving/_dashboard_body.html" if request.headers.get("HX-Request") else "serving/dashboard.html"
+    live_rollouts = Rollout.objects.filter(state__in=RolloutState.live()).select_related("candidate_version")
+    models = list(visible_models(request.user).order_by("name").prefetch_related(
+        Prefetch("rollouts", queryset=live_rollouts)))
+    figures = live.models_figures(models, 60, conn)
+    rows = sorted((_dashboard_row(model, figures[model.pk]) for model in models), key=lambda row: -(row["p99"] or 0))
+    context = {"rows": rows, "workers": sorted(live_workers(conn).items())}
+    template = "serving/_dashboard_body.html" if htmx_partial(request) else "serving/dashboard.html"
     return render(request, template, context)

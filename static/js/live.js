@@ -1,5 +1,7 @@
 // Live figures on the model page: one websocket (/ws/live/models/<name>/) pushes the last
-// minute's figures once a second; four small canvas charts and a table are redrawn from them.
+// minute's figures once a second; four small canvas charts are redrawn from them, and the live
+// table gets one row per version, cloned from the page's <template id="live-row"> (the markup
+// lives in the Django template, beside the header) and filled with textContent.
 (function () {
   "use strict";
   const COLORS = ["#2f5bea", "#e07b00", "#1a7f45", "#9b3bd1", "#c0362c"];
@@ -43,6 +45,27 @@
     return value === null || value === undefined ? "–" : Number(value).toFixed(digits === undefined ? 1 : digits);
   }
 
+  // A row's texts, by the data-field names of the row template's cells.
+  function rowTexts(v) {
+    const s = v.summary, ms = s.latency_ms;
+    return {
+      version: "v" + v.version, rps: cell(s.rps, 2), errors: String(s.errors),
+      p50: cell(ms.total.p50), p95: cell(ms.total.p95), p99: cell(ms.total.p99),
+      queue_p99: cell(ms.queue.p99), compute_p99: cell(ms.compute.p99), batch: cell(s.mean_batch_rows),
+      in_flight: cell(s.in_flight), queued: String(v.queue_depth), workers: String(v.workers.length),
+    };
+  }
+
+  function fillTable(table, versions) {
+    const row = table.querySelector("template#live-row").content.firstElementChild;
+    table.tBodies[0].replaceChildren(...versions.map((v) => {
+      const tr = row.cloneNode(true), texts = rowTexts(v);
+      tr.dataset.version = String(v.version);
+      tr.querySelectorAll("[data-field]").forEach((td) => { td.textContent = texts[td.dataset.field] ?? "–"; });
+      return tr;
+    }));
+  }
+
   function render(root, data) {
     if (data.error) { root.dataset.error = data.error; return; }
     const versions = data.versions;
@@ -55,16 +78,8 @@
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
     root.dataset.points = String(drawn);
     root.dataset.requests = String(versions.reduce((n, v) => n + v.summary.requests, 0));
-    const body = document.querySelector("#live-table tbody");
-    if (!body) return;
-    body.innerHTML = versions.map((v) => {
-      const s = v.summary, t = s.latency_ms.total;
-      return "<tr data-version='" + v.version + "'><td>v" + v.version + "</td><td>" + cell(s.rps, 2) +
-        "</td><td>" + s.errors + "</td><td>" + cell(t.p50) + "</td><td>" + cell(t.p95) + "</td><td>" + cell(t.p99) +
-        "</td><td>" + cell(s.latency_ms.queue.p99) + "</td><td>" + cell(s.latency_ms.compute.p99) + "</td><td>" +
-        cell(s.mean_batch_rows) + "</td><td>" + cell(s.in_flight) + "</td><td>" + v.queue_depth + "</td><td>" +
-        v.workers.length + "</td></tr>";
-    }).join("");
+    const table = document.getElementById("live-table");
+    if (table) fillTable(table, versions);
   }
 
   function connect(root) {

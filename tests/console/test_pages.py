@@ -94,3 +94,11 @@ def test_tokens_page_shows_a_new_token_once(browser_as: Any) -> None:
     created = client.post("/tokens/", {"name": "laptop", "scopes": ["read", "predict"]}).content.decode()
     assert 'id="new-token">pdk_' in created
     assert 'id="new-token"' not in client.get("/tokens/").content.decode()
+
+
+def test_a_boosted_link_or_a_history_restore_gets_the_whole_page(browser_as: Any, iris: Any) -> None:
+    client = browser_as("engineer")
+    for extra in ({"HX-Boosted": "true"}, {"HX-History-Restore-Request": "true"}):
+        page = client.get("/models/", {"q": "flow"}, headers={"HX-Request": "true", **extra})
+        assert page.status_code == 200 and "<html" in page.content.decode()
+        assert "HX-Request" in page["Vary"]  # caches keep the page and the fragment apart

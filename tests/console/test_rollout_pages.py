@@ -54,3 +54,21 @@ def test_dashboard_lists_visible_models_only(iris: Any) -> None:
     html = signed_in("engineer").get("/dashboard/").content.decode()
     assert 'data-model="iris"' in html and 'id="dashboard-workers"' in html
     assert 'data-model="iris"' not in signed_in("outsider").get("/dashboard/").content.decode()
+
+
+@pytest.mark.django_db
+def test_dashboard_answers_its_htmx_poll_with_its_body_only(iris: Any) -> None:
+    client = signed_in("engineer")
+    body = client.get("/dashboard/", headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in body and 'data-model="iris"' in body and 'id="dashboard-workers"' in body
+    boosted = client.get("/dashboard/", headers={"HX-Request": "true", "HX-Boosted": "true"}).content.decode()
+    assert "<html" in boosted and 'id="dashboard"' in boosted
+
+
+@pytest.mark.django_db
+def test_the_live_tables_row_template_sits_beside_its_header_a_cell_per_column(iris: Any) -> None:
+    html = signed_in("viewer").get("/models/iris/").content.decode()
+    start = html.index('id="live-table"')
+    table = html[start:html.index("</table>", start)]
+    assert '<template id="live-row"><tr>' in table
+    assert table.count("<th>") == table.count('<td data-field="') == 12
