@@ -106,10 +106,11 @@ def version_upload(request: HttpRequest, name: str) -> HttpResponse:
                 )
                 result.update(version=version, created=created)
             except PaddockError as exc:
-                result["error"] = exc.message
+                result.update(error=exc.message, status=exc.http_status)
         else:
+            result["status"] = 400
             result["error"] = "; ".join(f"{field}: {' '.join(map(str, errs))}" for field, errs in form.errors.items())
-        status = 400 if "error" in result else 200
+        status = result.pop("status", 200)
         if htmx_partial(request):
             return render(request, "registry/partials/_upload_result.html", result, status=status)
         if "error" in result:

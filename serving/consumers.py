@@ -10,12 +10,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.access import visible_models
+from console.errors import NotFound, PaddockError, Unauthenticated
 from serving import live
 
 PUSH_SECONDS = 1.0
 WINDOW_SECONDS = 60
-# Close codes: 4000 + the HTTP status the same refusal would get (as the v2 streams do).
-CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND = 4401, 4404
 
 
 class LiveFigures(AsyncWebsocketConsumer):
@@ -25,12 +24,14 @@ class LiveFigures(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         name = self.scope["url_route"]["kwargs"]["name"]
         await self.accept()
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        model = await database_sync_to_async(lambda: visible_models(user).filter(name=name).first())()
-        if model is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+        try:
+            if user is None or not user.is_authenticated:
+                raise Unauthenticated("sign in to see live figures")
+            model = await database_sync_to_async(lambda: visible_models(user).filter(name=name).first())()
+            if model is None:
+                raise NotFound(f"model '{name}' not found")
+        except PaddockError as error:  # closed with the error table's code, as the v2 streams are
+            await self.close(code=error.row.websocket_close)
             return
         self.pusher = asyncio.get_running_loop().create_task(self.push(model))
 

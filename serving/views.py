@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from console.access import can_change_team, get_visible_model, visible_models
 from console.audit import Actor
-from console.errors import NotFound, PaddockError
+from console.errors import Forbidden, InvalidInput, NotFound, PaddockError
 from console.htmx import htmx_partial
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
@@ -55,31 +55,29 @@ def _number(raw: str, name: str) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise PaddockError(f"{name} must be a number") from None
+        raise InvalidInput(f"{name} must be a number") from None
 
 
 @login_required
 @require_POST
 def rollout_start(request: HttpRequest, name: str) -> HttpResponse:
     model = _model(request, name)
-    error = ""
-    if not can_change_team(request.user, model.team_id):
-        error = f"the engineer role in team '{model.team.name}' is required to change this model"
-    else:
+    error, status = "", 200
+    try:
+        if not can_change_team(request.user, model.team_id):
+            raise Forbidden(f"the engineer role in team '{model.team.name}' is required to change this model")
         form = request.POST
-        try:
-            steps = [_number(s.strip(), "each step") for s in form.get("steps", "").split(",") if s.strip()]
-            gates = {gate: _number(form[gate], gate) for gate, _ in GATE_FIELDS if form.get(gate, "").strip()}
-            rollouts.start_rollout(
-                actor=Actor.from_request(request), model=model, candidate=int(form.get("candidate") or 0),
-                strategy=form.get("strategy", ""), steps=steps or None,
-                step_seconds=int(_number(form.get("step_seconds") or "60", "step seconds")), gates=gates,
-                require_approval=form.get("require_approval") == "on",
-                auto_promote=form.get("auto_promote", "on") == "on",
-                sticky_by=form.get("sticky_by", ""), sticky_key=form.get("sticky_key", "").strip())
-        except PaddockError as exc:
-            error = exc.message
-    status = 400 if error else 200
+        steps = [_number(s.strip(), "each step") for s in form.get("steps", "").split(",") if s.strip()]
+        gates = {gate: _number(form[gate], gate) for gate, _ in GATE_FIELDS if form.get(gate, "").strip()}
+        rollouts.start_rollout(
+            actor=Actor.from_request(request), model=model, candidate=int(form.get("candidate") or 0),
+            strategy=form.get("strategy", ""), steps=steps or None,
+            step_seconds=int(_number(form.get("step_seconds") or "60", "step seconds")), gates=gates,
+            require_approval=form.get("require_approval") == "on",
+            auto_promote=form.get("auto_promote", "on") == "on",
+            sticky_by=form.get("sticky_by", ""), sticky_key=form.get("sticky_key", "").strip())
+    except PaddockError as exc:
+        error, status = exc.message, exc.http_status
     return render(request, "serving/_traffic_panel.html", panel_context(request, model, error), status=status)
 
 
@@ -90,17 +88,15 @@ def rollout_action(request: HttpRequest, name: str, rollout_id: int, action: str
     rollout = Rollout.objects.filter(model=model, pk=rollout_id).first()
     if rollout is None:
         raise Http404(f"model '{name}' has no rollout {rollout_id}")
-    error = ""
-    if not can_change_team(request.user, model.team_id):
-        error = f"the engineer role in team '{model.team.name}' is required to change this model"
-    else:
-        try:
-            rollouts.control(actor=Actor.from_request(request), rollout=rollout, action=action,
-                             reason=request.POST.get("reason", "").strip())
-        except PaddockError as exc:
-            error = exc.message
-    return render(request, "serving/_traffic_panel.html", panel_context(request, model, error),
-                  status=400 if error else 200)
+    error, status = "", 200
+    try:
+        if not can_change_team(request.user, model.team_id):
+            raise Forbidden(f"the engineer role in team '{model.team.name}' is required to change this model")
+        rollouts.control(actor=Actor.from_request(request), rollout=rollout, action=action,
+                         reason=request.POST.get("reason", "").strip())
+    except PaddockError as exc:
+        error, status = exc.message, exc.http_status
+    return render(request, "serving/_traffic_panel.html", panel_context(request, model, error), status=status)
 
 
 def rollout_form_context(versions: Iterable[ModelVersion]) -> dict[str, Any]:

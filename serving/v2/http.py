@@ -5,7 +5,7 @@ Errors are v2's {"error": message} with the status of their kind (console/errors
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from serving.v2.protocol import decode_request, encode_response, error_body
 from serving.v2.routes import PLATFORMS
 from serving.v2.signature import check_request
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 _MODEL = re.compile(r"^/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?(?P<action>/ready|/infer)?$")

@@ -16,11 +16,4 @@ document.addEventListener("DOMContentLoaded", function () {
     bar.value = 0;
     percent.textContent = "0%";
   });
-  document.body.addEventListener("htmx:beforeSwap", function (evt) {
-    // The server explains refusals in a fragment: show it rather than drop it.
-    if (evt.detail.xhr.status === 400 || evt.detail.xhr.status === 413) {
-      evt.detail.shouldSwap = true;
-      evt.detail.isError = false;
-    }
-  });
 });

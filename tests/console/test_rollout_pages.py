@@ -27,6 +27,15 @@ def test_model_page_shows_the_split_and_the_rollout_form(iris: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_the_panel_answers_a_refusal_with_the_status_of_its_kind(iris: Any) -> None:
+    viewer = signed_in("viewer").post("/models/iris/rollouts/start/", {"candidate": 2, "strategy": "canary"})
+    assert viewer.status_code == 403
+    assert "the engineer role in team &#x27;ml&#x27; is required to change this model" in viewer.content.decode()
+    unknown = signed_in("engineer").post("/models/iris/rollouts/start/", {"candidate": 9, "strategy": "canary"})
+    assert unknown.status_code == 404, unknown.content.decode()
+
+
+@pytest.mark.django_db
 def test_start_from_the_form_then_pause_and_roll_back(iris: Any) -> None:
     engineer = signed_in("engineer")
     refused = engineer.post("/models/iris/rollouts/start/", {"candidate": 2, "strategy": "canary",

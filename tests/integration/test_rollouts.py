@@ -2,6 +2,7 @@
 Celery worker with its batcher, a Celery beat judging the gates every half second, Redis,
 PostgreSQL, onnxruntime. Versions are told apart by their outputs, not only their labels."""
 
+import functools
 import threading
 from collections import Counter
 from pathlib import Path
@@ -91,15 +92,18 @@ def test_a_split_is_sticky_per_caller_and_reaches_a_second_web_process(
     expected = {"1": outputs_of(served.artifact, x), "2": outputs_of(v2, x)}
 
     def versions_seen(base: str, user: str, times: int) -> set[str]:
-        seen = set()
+        seen: set[str] = set()
         for _ in range(times):
-            status, headers, body = infer_json(base, served.token, "iris", document(x), **{"X-User": user})
+            status, headers, body = infer_json(base, served.token, "iris", document(x), None, **{"X-User": user})
             assert status == 200, body
             assert body["model_version"] == headers["x-paddock-version"]
             np.testing.assert_allclose(np.array(body["outputs"][0]["data"]).reshape(2, 3),
                                        expected[body["model_version"]], rtol=1e-5, atol=1e-6)
             seen.add(body["model_version"])
         return seen
+
+    def follows_v2(base: str) -> bool:
+        return versions_seen(base, "alice", 1) == {"2"}
 
     wait_until(lambda: len(set().union(*(versions_seen(web_server, f"u{n}", 1) for n in range(12)))) == 2,
                timeout=10)
@@ -111,7 +115,7 @@ def test_a_split_is_sticky_per_caller_and_reaches_a_second_web_process(
         assert api.patch("/api/v1/deployments/iris/", {"routes": [{"version": 2, "weight": 100}]},
                          format="json").status_code == 200
         for base in (web_server, second_url):
-            wait_until(lambda base=base: versions_seen(base, "alice", 1) == {"2"}, timeout=10)
+            wait_until(functools.partial(follows_v2, base), timeout=10)
             assert versions_seen(base, "bob", 5) == {"2"}
     finally:
         stop(second)
@@ -176,6 +180,7 @@ def test_a_healthy_canary_advances_step_by_step_and_is_promoted(
     kinds = list(rollout.events.values_list("kind", flat=True))
     assert kinds == ["start", "step", "step", "gate", "step", "gate", "promote"]  # warming, 50%, 100%
     gate = rollout.events.filter(kind="gate").first()
+    assert gate is not None
     assert gate.figures["candidate"]["requests"] >= 10 and gate.figures["failures"] == []
     assert served.version.model.aliases.get(name="champion").version.number == 2
     statuses = Counter(status for status, _, _ in traffic.results)
@@ -185,6 +190,7 @@ def test_a_healthy_canary_advances_step_by_step_and_is_promoted(
         np.testing.assert_allclose(np.array(body["outputs"][0]["data"]).reshape(1, 3), expected[number],
                                    rtol=1e-5, atol=1e-6)
     audit = AuditEvent.objects.filter(action="rollout.promote").get()
+    assert audit.after is not None
     assert audit.actor_username == "rollouts" and audit.after["message"] == "every step passed its gates"
     assert audit.after["figures"]["candidate"]["requests"] >= 10
 
@@ -214,6 +220,7 @@ def test_a_bad_canary_is_rolled_back_by_its_gates(
     reason = "gate failed: error rate" if bad == "errors" else "gate failed: p99"
     assert rollout.reason.startswith(reason), rollout.reason
     audit = AuditEvent.objects.filter(action="rollout.rollback").get()
+    assert audit.after is not None
     assert audit.actor_username == "rollouts" and audit.after["message"] == rollout.reason
     figures = audit.after["figures"]
     assert figures["candidate"]["requests"] >= 10 and figures["failures"]

@@ -29,7 +29,7 @@ from tests.integration.conftest import Served, register_ready, wait_until_served
 def call(base: str, method: str, path: str, body: bytes | None = None, token: str | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     url = urlparse(base)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     if token:
         all_headers["Authorization"] = f"Bearer {token}"
@@ -109,7 +109,7 @@ def test_json_tensors_carry_every_datatype(served: Served, web_server: str, cast
     actor = Actor(user=cast["engineer"])
     model = services.create_model(actor=actor, name="identities", team=teams["ml"])
     register_ready(actor=actor, model=model, data=built.identity_per_datatype())
-    values = {
+    values: dict[str, list[list[Any]]] = {
         "BOOL": [[True, False]], "UINT8": [[0, 255]], "UINT16": [[0, 65535]], "UINT32": [[0, 4294967295]],
         "UINT64": [[0, 18446744073709551615]], "INT8": [[-128, 127]], "INT16": [[-32768, 32767]],
         "INT32": [[-2147483648, 2147483647]], "INT64": [[-9223372036854775808, 9223372036854775807]],
@@ -154,7 +154,7 @@ def x_input(shape: list[int], datatype: str = "FP32", data: Any = None) -> dict[
     return {"name": "x", "datatype": datatype, "shape": shape, "data": data if data is not None else [0] * count}
 
 
-BAD_REQUESTS = {
+BAD_REQUESTS: dict[str, tuple[dict[str, Any], str]] = {
     "unknown input": ({"inputs": [{**x_input([1, 8]), "name": "y"}]}, "unknown input 'y': the model takes x"),
     "missing input": ({"inputs": [{"name": "z", "datatype": "FP32", "shape": [1], "data": [1]}]},
                       "unknown input 'z': the model takes x"),
@@ -208,7 +208,7 @@ def test_malformed_bodies_get_400(served: Served, web_server: str) -> None:
 
 def test_an_oversized_body_gets_413_before_it_is_read(served: Served, web_server: str) -> None:
     url = urlparse(web_server)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     connection.putrequest("POST", "/v2/models/iris/infer")
     connection.putheader("Authorization", f"Bearer {served.token}")
     connection.putheader("Content-Length", str(1 << 30))
@@ -362,8 +362,8 @@ def test_deployment_changes_take_effect_without_a_restart(served: Served, web_se
     from console.models import AuditEvent
 
     events = AuditEvent.objects.filter(action="deployment.configure").order_by("id")
-    assert [e.after["active_version"] for e in events] == [1, 2]
-    assert events[1].before["active_version"] == 1 and events[1].after["max_queue_depth"] == 50
+    assert [(e.after or {}).get("active_version") for e in events] == [1, 2]
+    assert (events[1].before or {}).get("active_version") == 1 and (events[1].after or {}).get("max_queue_depth") == 50
     refused = api.patch("/api/v1/deployments/iris/", {"max_batch_size": 0, "max_queue_delay_ms": 5}, format="json")
     assert refused.status_code == 400
     assert refused.json() == {"detail": "max_queue_delay_ms needs batching: set max_batch_size above 0"}

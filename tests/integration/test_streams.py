@@ -44,6 +44,7 @@ def test_the_stream_declines_permessage_deflate(served: Served, web_server: str)
     # websockets' client offers compression by default; zlib on every tensor message cost the
     # stream half its throughput on M2, so the server does not take it up unless told to.
     with connect(ws_url(web_server), additional_headers={"Authorization": f"Bearer {served.token}"}) as socket:
+        assert socket.request is not None and socket.response is not None
         assert "permessage-deflate" in (socket.request.headers.get("Sec-WebSocket-Extensions") or "")
         assert socket.response.headers.get("Sec-WebSocket-Extensions") is None
         socket.send(json.dumps(request(0)))
@@ -77,4 +78,4 @@ def test_the_token_and_model_are_checked_at_connect(served: Served, web_server: 
         assert json.loads(socket.recv(timeout=10)) == {"error": message, "status": code - 4000}
         with pytest.raises(ConnectionClosed) as closed:
             socket.recv(timeout=10)
-    assert closed.value.rcvd.code == code
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
