@@ -1,3 +1,5 @@
+"""Request middleware: a request id on every request, for the logs and the audit log."""
+
 import re
 import uuid
 from collections.abc import Callable

@@ -1,3 +1,5 @@
+"""The registry's console pages: models, versions, uploads, aliases."""
+
 from django.urls import path
 
 from registry import views

@@ -1,3 +1,5 @@
+"""The serving console pages: the traffic panel, rollout controls and the dashboard."""
+
 from django.urls import path
 
 from serving import views

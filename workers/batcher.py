@@ -35,7 +35,6 @@ from django.db import close_old_connections
 
 from console.errors import DeadlineExceeded, InferenceError
 from serving.v2.protocol import datatype_of
-from serving.v2.resp import BlockingResp
 from serving.v2.routes import load_all_routes
 from serving.v2.wire import (
     ENTRY_FIELD,
@@ -44,7 +43,6 @@ from serving.v2.wire import (
     fresh_heartbeats,
     now_ms,
     pack_heartbeat,
-    pack_replies,
     pack_tensor,
     reply,
     unpack_request,
@@ -52,7 +50,8 @@ from serving.v2.wire import (
     workers_key,
 )
 from workers.cache import Held, ModelCache, Plan, rendezvous
-from workers.devices import CpuMeter, GpuMeter
+from workers.devices import CpuMeter, GpuMeter, resident_bytes
+from workers.lane import Lane
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +101,11 @@ class Batcher:
         logger.info("batcher %s started", self.consumer)
         self.loop(self.step, self.lanes[0])
 
-    def run_lane(self, lane: "Lane") -> None:
+    def run_lane(self, lane: Lane) -> None:
         """A lane's loop above 0: batches only."""
         self.loop(lambda: self.lane_round(lane), lane)
 
-    def loop(self, round_: Any, lane: "Lane") -> None:
+    def loop(self, round_: Any, lane: Lane) -> None:
         """Run rounds until stopped, outliving Redis outages and any one bad round."""
         while not self.stopping.is_set():
             try:
@@ -144,11 +143,11 @@ class Batcher:
             self.next_claim = now + 1.0
             self.claim_abandoned(held)
 
-    def lane_round(self, lane: "Lane") -> None:
+    def lane_round(self, lane: Lane) -> None:
         """A round of lane 1 or above: the versions with more instances than its index."""
         self.take(lane, [h for h in list(self.cache.held.values()) if lane.index < instances_of(h)])
 
-    def take(self, lane: "Lane", held: list[Held]) -> None:
+    def take(self, lane: Lane, held: list[Held]) -> None:
         """Read what is queued on the lane's streams, wait for more only where a deployment opts in, serve it."""
         if not held:
             self.flush(lane)
@@ -167,7 +166,7 @@ class Batcher:
             version = by_stream[stream.decode()]
             self.serve(version, self.gather(version, entries, count, lane), lane)
 
-    def gather(self, held: Held, entries: list[Any], count: int, lane: "Lane | None" = None) -> list[Any]:
+    def gather(self, held: Held, entries: list[Any], count: int, lane: Lane | None = None) -> list[Any]:
         """Entries read with COUNT `count`: if that cut them short of this version's
         max_batch_size, take what else is queued now; then, with max_queue_delay_ms > 0, wait
         that long at most for a fuller batch."""
@@ -188,7 +187,7 @@ class Batcher:
                 entries.extend(new)
         return entries
 
-    def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]], lane: "Lane | None" = None) -> None:
+    def serve(self, held: Held, entries: list[tuple[bytes, bytes | None]], lane: Lane | None = None) -> None:
         """Entries are (entry id, request payload), the payload None when a claimed entry was
         deleted meanwhile. Each batch's replies leave as soon as it has run: when the entries make
         several batches (claimed ones, or rows of other inner shapes), the first batch's callers
@@ -224,7 +223,7 @@ class Batcher:
             lane.respond(held.stream, replies, done)
 
     def read(self, streams: list[str], *, count: int, block: int | None,
-             lane: "Lane | None" = None) -> list[tuple[bytes, list[Any]]]:
+             lane: Lane | None = None) -> list[tuple[bytes, list[Any]]]:
         """XREADGROUP (block None: return at once), sent in one write after the replies of the
         last batches: the worker's one round trip per batch (and at one client, one wake-up less
         per request). Returns [(stream, [(entry id, payload), ...]), ...]."""
@@ -237,7 +236,7 @@ class Batcher:
         return [(stream, [(entry_id, fields[1] if fields else None) for entry_id, fields in entries])
                 for stream, entries in answer]
 
-    def flush(self, lane: "Lane | None" = None) -> None:
+    def flush(self, lane: Lane | None = None) -> None:
         """Send the lane's queued replies and acknowledgements now."""
         (lane or self.lanes[0]).flush()
 
@@ -256,7 +255,7 @@ class Batcher:
             chunks[-1].append(job)
         return [chunk for chunks in groups.values() for chunk in chunks]
 
-    def run_batch(self, held: Held, jobs: list[Job], lane: "Lane | None" = None) -> list[tuple[str, dict[str, Any]]]:
+    def run_batch(self, held: Held, jobs: list[Job], lane: Lane | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Run one inference for the jobs' rows and split the outputs into one reply each."""
         started_ms = now_ms()
         tick = time.perf_counter()
@@ -366,41 +365,6 @@ class Batcher:
         self.redis.hset(workers_key(), self.consumer, pack_heartbeat(beat))
 
 
-class Lane:
-    """A loop that takes and runs batches, with its own Redis connection: the round trip per
-    batch (replies out, next requests in) skips redis-py's layers, which at one client cost more
-    CPU than the model (serving.v2.resp)."""
-
-    def __init__(self, index: int, redis_url: str) -> None:
-        self.index = index
-        self.hot = BlockingResp(redis_url)
-        # Replies and acknowledgements not sent yet: they leave with the next read, in one write.
-        self.unsent: list[tuple[Any, ...]] = []
-        self.thread: threading.Thread | None = None
-
-    def respond(self, stream: str, replies: list[tuple[str, dict[str, Any]]], done: list[Any]) -> None:
-        """Queue the replies (one message per web process) and the entries' XACK and XDEL."""
-        for target in {to for to, _ in replies}:
-            self.unsent.append(("PUBLISH", target, pack_replies([answer for to, answer in replies if to == target])))
-        self.unsent.append(("XACK", stream, GROUP, *done))
-        self.unsent.append(("XDEL", stream, *done))
-
-    def flush(self) -> None:
-        """Send what is queued in one write."""
-        if self.unsent:
-            commands, self.unsent = self.unsent, []
-            self.hot.execute(commands)
-
-
 def instances_of(held: Held) -> int:
     """The lanes that serve a version: its runtime's copies (1 without)."""
     return held.runtime.instances
-
-
-def resident_bytes() -> int:
-    """Current resident memory of this process (Linux), 0 where /proc is not there."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0

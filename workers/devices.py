@@ -62,3 +62,12 @@ class GpuMeter:
         except Exception as exc:  # noqa: BLE001
             logger.warning("NVML read failed: %s", exc)
         return gpus
+
+
+def resident_bytes() -> int:
+    """Current resident memory of this process (Linux), 0 where /proc is not there."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
