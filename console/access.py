@@ -18,6 +18,7 @@ def request_token(request: Any) -> ApiToken | None:
 
 
 def visible_models(user: Any, token: ApiToken | None = None) -> "QuerySet[RegisteredModel]":
+    """Models of the user's teams (every model for admins), narrowed to the token's models if it lists any."""
     from registry.models import RegisteredModel
 
     models = RegisteredModel.objects.select_related("team", "owner")
@@ -29,6 +30,7 @@ def visible_models(user: Any, token: ApiToken | None = None) -> "QuerySet[Regist
 
 
 def get_visible_model(user: Any, name: str, token: ApiToken | None = None) -> "RegisteredModel":
+    """The model named `name` if the user (and token) may see it, else NotFound."""
     model = visible_models(user, token).filter(name=name).first()
     if model is None:
         raise NotFound(f"model '{name}' not found")
@@ -36,11 +38,13 @@ def get_visible_model(user: Any, name: str, token: ApiToken | None = None) -> "R
 
 
 def can_change_team(user: Any, team_id: int) -> bool:
+    """Admins change every team's models; otherwise only the team's engineers do."""
     if user.is_superuser:
         return True
     return Membership.objects.filter(user=user, team_id=team_id, role=Role.ENGINEER).exists()
 
 
 def require_engineer(user: Any, model: "RegisteredModel") -> None:
+    """Forbidden unless the user may change the model (engineer of its team, or admin)."""
     if not can_change_team(user, model.team_id):
         raise Forbidden(f"the engineer role in team '{model.team.name}' is required to change this model")

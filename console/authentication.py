@@ -37,9 +37,12 @@ def check_token(token: ApiToken) -> None:
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>` authenticates as the token's owner, with the token as `request.auth`."""
+
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        """(user, token) for a valid bearer token; None without the header, so sessions are tried next."""
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
@@ -50,4 +53,5 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:
+        """The WWW-Authenticate value of a 401; without it DRF would answer 403."""
         return 'Bearer realm="paddock"'

@@ -9,10 +9,12 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str = "") -> str:
+    """The variable as set, even empty; `default` only when it is unset."""
     return os.environ.get(name, default)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case; empty is false); anything else is an error."""
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -25,6 +27,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """An integer, at least `minimum` when given; unset or blank gives `default`."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -38,6 +41,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    """A number, at least `minimum` when given; unset or blank gives `default`."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -51,6 +55,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
+    """Comma-separated items, stripped, blanks dropped; unset gives a copy of `default`."""
     raw = os.environ.get(name)
     if raw is None:
         return list(default or [])

@@ -3,13 +3,17 @@
 import hashlib
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import CharField, ManyToManyField, SlugField
 from django.utils import timezone
 
 from console.choices import ALL_SCOPES, Role
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 TOKEN_PREFIX = "pdk_"
 
@@ -17,9 +21,14 @@ TOKEN_PREFIX = "pdk_"
 class Team(models.Model):
     """Owns models; people see and change what their teams own."""
 
-    name = models.SlugField(max_length=64, unique=True)
-    description = models.CharField(max_length=200, blank=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    # Spelled without `models.`: mypy resolves that name in this class body to `Team.models`,
+    # the reverse accessor of RegisteredModel.team, rather than to the django.db.models module.
+    name = SlugField(max_length=64, unique=True)
+    description = CharField(max_length=200, blank=True)
+    # The plugin cannot resolve the bare lazy reference "Membership", so the types are spelled out.
+    members: "ManyToManyField[User, Membership]" = ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -29,6 +38,8 @@ class Team(models.Model):
 
 
 class Membership(models.Model):
+    """A user's role (viewer or engineer) in one team."""
+
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
@@ -41,6 +52,7 @@ class Membership(models.Model):
 
 
 def hash_token(raw: str) -> str:
+    """The hex SHA-256 digest stored for a raw token; tokens are looked up by it."""
     # The secret is 256 random bits: a plain SHA-256 is enough, no slow KDF needed.
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -72,20 +84,25 @@ class ApiToken(models.Model):
         return raw, raw[:12], hash_token(raw)
 
     def is_expired(self, now: datetime | None = None) -> bool:
+        """Whether its expiry, if it has one, is at or before `now` (default: the current time)."""
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
     def is_active(self) -> bool:
+        """Neither revoked nor expired."""
         return self.revoked_at is None and not self.is_expired()
 
     def has_scope(self, scope: str) -> bool:
+        """Whether the token grants `scope`, directly or through a stronger one."""
         # admin implies every other scope; manage implies read.
         granted = set(self.scopes)
         return scope in granted or "admin" in granted or (scope == "read" and "manage" in granted)
 
     def allows_model(self, name: str) -> bool:
+        """Whether the token may reach model `name`: any model when its list is empty."""
         return not self.model_names or name in self.model_names
 
     def snapshot(self) -> dict[str, Any]:
+        """The audit log's view of the token (never its digest)."""
         return {
             "name": self.name,
             "prefix": self.prefix,
@@ -98,6 +115,7 @@ class ApiToken(models.Model):
 
 
 def valid_scopes(scopes: list[str]) -> list[str]:
+    """The scopes deduplicated in ALL_SCOPES order; ValueError naming any unknown one."""
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(unknown)}: expected {', '.join(ALL_SCOPES)}")
@@ -109,10 +127,14 @@ class AppendOnlyError(Exception):
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Refuses bulk updates and deletes, which bypass the model's own save() and delete()."""
+
     def update(self, **kwargs: Any) -> int:
+        """Never: raises AppendOnlyError."""
         raise AppendOnlyError("audit events cannot be updated")
 
     def delete(self) -> tuple[int, dict[str, int]]:
+        """Never: raises AppendOnlyError."""
         raise AppendOnlyError("audit events cannot be deleted")
 
 
@@ -145,20 +167,24 @@ class AuditEvent(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.object_repr}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert only: saving an event already stored raises AppendOnlyError."""
         if not self._state.adding:
             raise AppendOnlyError("audit events cannot be updated")
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Never: raises AppendOnlyError."""
         raise AppendOnlyError("audit events cannot be deleted")
 
     @property
     def actor_label(self) -> str:
+        """Who acted, for people: the username, its token if any, or "system"."""
         if self.actor_token_name:
             return f"{self.actor_username} (token {self.actor_token_name})"
         return self.actor_username or "system"
 
     def compute_hash(self) -> str:
+        """SHA-256 of the previous hash and every recorded column, as canonical JSON."""
         import json
 
         created = self.created_at.astimezone(UTC).isoformat(timespec="microseconds")

@@ -1,3 +1,5 @@
+"""The API's one permission: authenticated, with the token scope the request needs."""
+
 from typing import Any
 
 from rest_framework import exceptions, permissions
@@ -22,6 +24,8 @@ class HasScope(permissions.BasePermission):
     Session users act with every scope; their roles are checked where the object is known."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        """Raise rather than return False, so the caller reads why: not signed in, a token without
+        the scope, or not an admin."""
         if not request.user or not request.user.is_authenticated:
             raise exceptions.NotAuthenticated("authentication required: send 'Authorization: Bearer <token>'")
         scope = required_scope(request, view)

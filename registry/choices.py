@@ -1,12 +1,18 @@
+"""The registry's enumerations: artifact formats, version statuses, v2 datatypes."""
+
 from django.db import models
 
 
 class ArtifactFormat(models.TextChoices):
+    """The artifact formats Paddock can register and serve (never a pickle)."""
+
     ONNX = "onnx", "ONNX"
     TORCHSCRIPT = "torchscript", "TorchScript"
 
 
 class VersionStatus(models.TextChoices):
+    """A version's validation: pending, validating (a worker claimed it), then ready (servable) or failed."""
+
     PENDING = "pending", "Pending"
     VALIDATING = "validating", "Validating"
     READY = "ready", "Ready"

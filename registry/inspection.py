@@ -29,6 +29,8 @@ class ArtifactRejected(InvalidInput):
 
 @dataclass
 class Inspection:
+    """What an accepted artifact is: its format, v2 signature, metadata and external-data files."""
+
     format: str
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
@@ -147,6 +149,8 @@ def _external_data_files(model: onnx.ModelProto) -> list[str]:
 
 
 def is_inside_folder(location: str) -> bool:
+    """Whether a relative POSIX path names something inside its folder: not absolute, no drive letter, no
+    backslash or NUL, and no '..' that climbs out."""
     if not location or "\x00" in location or "\\" in location:
         return False
     if posixpath.isabs(location) or (len(location) > 1 and location[1] == ":"):

@@ -16,6 +16,8 @@ slug_validator = RegexValidator(
 
 
 class RegisteredModel(models.Model):
+    """A named model owned by a team; its artifacts are its versions."""
+
     name = models.CharField(max_length=64, unique=True, validators=[slug_validator])
     description = models.TextField(blank=True)
     team = models.ForeignKey("console.Team", on_delete=models.PROTECT, related_name="models")
@@ -33,6 +35,7 @@ class RegisteredModel(models.Model):
         return self.name
 
     def snapshot(self) -> dict[str, Any]:
+        """The audit log's view of the model."""
         return {
             "name": self.name,
             "description": self.description,
@@ -43,12 +46,13 @@ class RegisteredModel(models.Model):
 
 
 def artifact_path(version: "ModelVersion", filename: str) -> str:
+    """Storage path of an uploaded file: models/<model>/<version number>/<filename>."""
     # Each version owns a folder: external-data files must stay inside it.
     return f"models/{version.model.name}/{version.number}/{filename}"
 
 
 class ImmutableFieldError(Exception):
-    pass
+    """A save of a stored version that would change more than its validation outcome."""
 
 
 class ModelVersion(models.Model):
@@ -89,6 +93,7 @@ class ModelVersion(models.Model):
         return f"{self.model.name} v{self.number}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert freely; once stored, only with update_fields among MUTABLE_FIELDS and validation_started_at."""
         if not self._state.adding:
             fields = kwargs.get("update_fields")
             if fields is None or not set(fields) <= self.MUTABLE_FIELDS | {"validation_started_at"}:
@@ -99,9 +104,11 @@ class ModelVersion(models.Model):
         super().save(*args, **kwargs)
 
     def is_servable(self) -> bool:
+        """Only a version that passed validation takes traffic."""
         return self.status == VersionStatus.READY
 
     def snapshot(self) -> dict[str, Any]:
+        """The audit log's view of the version."""
         return {
             "model": self.model.name,
             "number": self.number,

@@ -28,6 +28,8 @@ def smoke_batch_sizes(inputs: list[dict[str, Any]], max_batch: int) -> list[int]
 
 
 def smoke_inputs(inputs: list[dict[str, Any]], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A feed for the signature: the dynamic batch axis at `batch`, other dynamic axes at
+    SMOKE_DYNAMIC_DIM; random floats, zero integers, empty bytes."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for tensor in inputs:

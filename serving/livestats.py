@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
+import redis.asyncio
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -33,6 +34,7 @@ FLUSH_SECONDS = 1.0
 
 
 def stats_key(version_id: int, second: int) -> str:
+    """Key of the Redis hash of one version's counts in one epoch second; every web process adds to it."""
     return f"{settings.PADDOCK_REDIS_PREFIX}:stats:{version_id}:{second}"
 
 
@@ -42,6 +44,7 @@ def active_key() -> str:
 
 
 def bucket(ms: float) -> int:
+    """Index of the first LATENCY_EDGES_MS edge at or above `ms` (len(edges) above them all)."""
     return bisect.bisect_left(LATENCY_EDGES_MS, ms)
 
 
@@ -62,6 +65,8 @@ class LiveStats:
 
     def request(self, version_id: int, code: int, total_ms: float, queue_ms: float | None = None,
                 compute_ms: float | None = None, batch: int | None = None) -> None:
+        """Count one answered request: its status and latency, and for one that reached a worker
+        (`queue_ms` given) its queue and compute latency and its batch's rows."""
         counts = self._counts(version_id)
         counts[f"c{code}"] += 1
         counts[f"t{bucket(total_ms)}"] += 1
@@ -71,6 +76,7 @@ class LiveStats:
             counts[f"b{batch}"] += 1
 
     def shadow(self, version_id: int, *, ok: bool, total_ms: float, comparison: dict[str, Any] | None) -> None:
+        """Count one mirrored request: a failure, or how its outputs compared with the live answer."""
         counts = self._counts(version_id)
         counts["sn"] += 1
         counts[f"s{bucket(total_ms)}"] += 1
@@ -82,11 +88,12 @@ class LiveStats:
         # Stored in micro-units so that HINCRBY (integers) can add it; inf (shapes differ) is capped.
         counts["sd"] += int(min(comparison["max_abs_diff"], 1e6) * 1e6)
 
-    def ensure_flusher(self, client: Any) -> None:
+    def ensure_flusher(self, client: redis.asyncio.Redis) -> None:
+        """Start the once-a-second flush on the running loop, unless it is running already."""
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.get_running_loop().create_task(self._flush_forever(client))
 
-    async def _flush_forever(self, client: Any) -> None:
+    async def _flush_forever(self, client: redis.asyncio.Redis) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
@@ -96,7 +103,9 @@ class LiveStats:
             except (RedisError, OSError) as exc:
                 logger.warning("live stats not written (Redis: %s); will retry", exc)
 
-    async def flush(self, client: Any) -> None:
+    async def flush(self, client: redis.asyncio.Redis) -> None:
+        """Add the pending counts, and a sample of the requests in flight, to Redis in one round
+        trip; on failure they stay pending for the next flush."""
         second = int(time.time())
         for version_id, waiting in self.in_flight.items():
             if waiting > 0:  # a sample per process per second: summed over processes in Redis
@@ -118,18 +127,19 @@ class LiveStats:
                 await pipe.execute()
         except (RedisError, OSError):
             # Keep the counts for the next flush rather than lose them.
-            for key, counts in batch.items():
-                self.pending.setdefault(key, Counter()).update(counts)
+            for pending_key, counts in batch.items():
+                self.pending.setdefault(pending_key, Counter()).update(counts)
             raise
 
 
 # -- reading (beat tasks, API, console; synchronous) ------------------------------------------
 
-def client() -> "redis.Redis[bytes]":
+def client() -> redis.Redis:
+    """A synchronous client for the readers below (beat tasks, API, console)."""
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
 
 
-def read_seconds(conn: "redis.Redis[bytes]", version_id: int, seconds: Iterable[int]) -> dict[int, Counter[str]]:
+def read_seconds(conn: redis.Redis, version_id: int, seconds: Iterable[int]) -> dict[int, Counter[str]]:
     """Per second: the merged counts of every web process."""
     seconds = list(seconds)
     with conn.pipeline(transaction=False) as pipe:
@@ -140,7 +150,7 @@ def read_seconds(conn: "redis.Redis[bytes]", version_id: int, seconds: Iterable[
             for second, fields in zip(seconds, raw, strict=True) if fields}
 
 
-def read_window(conn: "redis.Redis[bytes]", version_id: int, start: int, end: int) -> Counter[str]:
+def read_window(conn: redis.Redis, version_id: int, start: int, end: int) -> Counter[str]:
     """Counts of one version over the whole seconds [start, end)."""
     total: Counter[str] = Counter()
     for counts in read_seconds(conn, version_id, range(start, end)).values():

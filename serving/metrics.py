@@ -54,9 +54,10 @@ class Series:
         self.compute = DURATION.labels(model, version, "compute")
         self.total = DURATION.labels(model, version, "total")
         self.batch = BATCH_SIZE.labels(model, version)
-        self._codes: dict[int, Any] = {}
+        self._codes: dict[int, Counter] = {}
 
-    def requests(self, code: int) -> Any:
+    def requests(self, code: int) -> Counter:
+        """The request counter for status `code`, looked up on its first use only."""
         counter = self._codes.get(code)
         if counter is None:
             counter = self._codes[code] = REQUESTS.labels(self.model, self.version, str(code))
@@ -64,10 +65,11 @@ class Series:
 
 
 _series: dict[tuple[str, str], Series] = {}
-_in_flight: dict[str, Any] = {}
+_in_flight: dict[str, Gauge] = {}
 
 
-def in_flight(model: str) -> Any:
+def in_flight(model: str) -> Gauge:
+    """The in-flight gauge of `model`, looked up on its first use only."""
     gauge = _in_flight.get(model)
     if gauge is None:
         gauge = _in_flight[model] = IN_FLIGHT.labels(model)
@@ -75,13 +77,14 @@ def in_flight(model: str) -> Any:
 
 
 def series(model: str, version: str) -> Series:
+    """The Series of a model version, built on its first use only."""
     found = _series.get((model, version))
     if found is None:
         found = _series[(model, version)] = Series(model, version)
     return found
 
 
-def live_workers(client: "redis.Redis[bytes]") -> dict[str, dict[str, Any]]:
+def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """Workers whose heartbeat is fresh: name → {held versions, rss, host, pid, ts}."""
     return fresh_heartbeats(client.hgetall(workers_key()))
 
@@ -93,6 +96,7 @@ class WorkerCollector(Collector):
         self.redis_url = redis_url
 
     def collect(self) -> Iterator[Any]:
+        """The worker and queue families, filled with what Redis answered (nothing while it is down)."""
         loaded = GaugeMetricFamily("paddock_worker_version_loaded", "1 for each version a worker holds",
                                    labels=["worker", "model", "version"])
         memory = GaugeMetricFamily("paddock_worker_memory_bytes", "Resident memory of each worker process",

@@ -1,6 +1,6 @@
 """Deployments: which version of a model answers, and how its requests are batched and queued."""
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import models
@@ -47,6 +47,7 @@ class Deployment(models.Model):
         return f"deployment of {self.model.name}"
 
     def snapshot(self) -> dict[str, Any]:
+        """The audit log's view of the settings, versions by number."""
         return {
             "active_version": self.active_version.number if self.active_version else None,
             "max_batch_size": self.max_batch_size,
@@ -65,12 +66,18 @@ class Deployment(models.Model):
         }
 
 
-DEFAULTS = {field: Deployment._meta.get_field(field).default for field in
-            ("max_batch_size", "max_queue_delay_ms", "max_queue_depth", "default_timeout_ms", "min_workers",
-             "instances")}
+# The batching and queueing fields' defaults: what a model without a Deployment row is served with.
+# Each name is a concrete column, never a relation, hence the cast: get_field() may return either.
+DEFAULTS: dict[str, Any] = {
+    name: cast("models.Field[Any, Any]", Deployment._meta.get_field(name)).default
+    for name in ("max_batch_size", "max_queue_delay_ms", "max_queue_depth", "default_timeout_ms", "min_workers",
+                 "instances")
+}
 
 
 class RolloutStrategy(models.TextChoices):
+    """How a rollout moves traffic to its candidate (serving.rollouts)."""
+
     DIRECT = "direct", "direct: promote now"
     CANARY = "canary", "canary: weight steps, each held"
     BLUE_GREEN = "blue_green", "blue/green: warm, then switch at once"
@@ -79,6 +86,8 @@ class RolloutStrategy(models.TextChoices):
 
 
 class RolloutState(models.TextChoices):
+    """Where a rollout is: live (running, paused, awaiting approval) or ended (promoted, rolled back)."""
+
     RUNNING = "running"
     PAUSED = "paused"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -87,6 +96,7 @@ class RolloutState(models.TextChoices):
 
     @classmethod
     def live(cls) -> list[str]:
+        """The states of a rollout not yet ended; a model has at most one rollout in them."""
         return [cls.RUNNING, cls.PAUSED, cls.AWAITING_APPROVAL]
 
 
@@ -138,9 +148,11 @@ class Rollout(models.Model):
 
     @property
     def gate_settings(self) -> dict[str, Any]:
+        """The rollout's gates over GATE_DEFAULTS: what its steps are judged by."""
         return {**GATE_DEFAULTS, **self.gates}
 
     def snapshot(self) -> dict[str, Any]:
+        """The audit log's view of the rollout, versions by number and gates with their defaults."""
         return {"strategy": self.strategy, "stable": self.stable_version.number,
                 "candidate": self.candidate_version.number, "steps": list(self.steps),
                 "step_seconds": self.step_seconds, "step_index": self.step_index, "state": self.state,

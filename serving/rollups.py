@@ -55,7 +55,7 @@ def roll_up(now: float | None = None, conn: Any = None) -> dict[str, int]:
         return written
     candidates = [int(v) for v in conn.zrangebyscore(livestats.active_key(), start, "+inf")]
     version_ids = set(ModelVersion.objects.filter(pk__in=candidates).values_list("pk", flat=True))
-    rows = []
+    rows: list[MetricRollup] = []
     for version_id in sorted(version_ids):
         seconds = livestats.read_seconds(conn, version_id, range(start, end))
         periods: dict[int, Counter[str]] = {}

@@ -1,3 +1,5 @@
+"""The management API (DRF) and its one exception handler."""
+
 from typing import Any
 
 from rest_framework.response import Response

@@ -1,3 +1,5 @@
+"""The console API's shapes: API tokens and audit events."""
+
 from rest_framework import serializers
 
 from console.choices import Scope
@@ -5,6 +7,8 @@ from console.models import ApiToken, AuditEvent
 
 
 class TokenSerializer(serializers.ModelSerializer):
+    """A token as listed: its name, prefix, scopes, models and dates, never its value."""
+
     user = serializers.CharField(source="user.username", read_only=True)
 
     class Meta:
@@ -15,6 +19,8 @@ class TokenSerializer(serializers.ModelSerializer):
 
 
 class TokenCreateSerializer(serializers.Serializer):
+    """A new token: its scopes, the models it is limited to (none: every model you see), its expiry."""
+
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False)
     model_names = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
@@ -22,6 +28,8 @@ class TokenCreateSerializer(serializers.Serializer):
 
 
 class TokenCreatedSerializer(TokenSerializer):
+    """A token just created, with its raw value: the only time it is shown."""
+
     token = serializers.CharField(read_only=True, help_text="Shown once; store it now")
 
     class Meta(TokenSerializer.Meta):
@@ -30,6 +38,8 @@ class TokenCreatedSerializer(TokenSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
+    """An audit event with the states before and after, and its link in the hash chain."""
+
     actor = serializers.CharField(source="actor_label")
 
     class Meta:

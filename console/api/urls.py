@@ -1,3 +1,6 @@
+"""The management API under /api/: the v1 routes of every app, tokens, the audit log, and the
+OpenAPI schema with its docs page."""
+
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 

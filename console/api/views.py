@@ -1,3 +1,5 @@
+"""The console's part of the management API: API tokens and the audit log."""
+
 from datetime import datetime
 from typing import Any
 
@@ -28,14 +30,19 @@ class TokenListView(generics.ListAPIView):
     scopes = {"POST": "read"}  # any token may mint a token no stronger than itself
 
     def get_queryset(self) -> QuerySet[ApiToken]:
+        """The caller's own tokens; for an admin, everyone's, narrowed by `?user=` when given."""
         tokens = ApiToken.objects.select_related("user")
-        if not self.request.user.is_superuser:
-            return tokens.filter(user=self.request.user)
+        caller = self.request.user
+        assert caller.is_authenticated  # HasScope refuses anonymous callers; this tells mypy
+        if not caller.is_superuser:
+            return tokens.filter(user=caller)
         user = self.request.query_params.get("user")
         return tokens.filter(user__username=user) if user else tokens
 
     @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
     def post(self, request: Request) -> Response:
+        """Create a token for yourself; its raw value is in this response only. A token may only
+        create tokens with scopes it holds, and only admins may hold the admin scope."""
         data = TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token, raw = services.create_token(actor=Actor.from_request(request), user=request.user, **data.validated_data)
@@ -45,12 +52,16 @@ class TokenListView(generics.ListAPIView):
 
 
 class TokenDetailView(APIView):
+    """One of your tokens (admins: anyone's), by id."""
+
     scopes = {"DELETE": "read"}  # revoking your own token needs no more than holding it
 
     def _token(self, request: Request, token_id: int) -> ApiToken:
         tokens = ApiToken.objects.select_related("user")
-        if not request.user.is_superuser:
-            tokens = tokens.filter(user=request.user)
+        caller = request.user
+        assert caller.is_authenticated  # HasScope refuses anonymous callers; this tells mypy
+        if not caller.is_superuser:
+            tokens = tokens.filter(user=caller)
         token = tokens.filter(pk=token_id).first()
         if token is None:
             raise NotFound(f"token {token_id} not found")
@@ -58,10 +69,12 @@ class TokenDetailView(APIView):
 
     @extend_schema(responses=TokenSerializer)
     def get(self, request: Request, token_id: int) -> Response:
+        """The token's name, scopes, models and dates (never its value)."""
         return Response(TokenSerializer(self._token(request, token_id)).data)
 
     @extend_schema(responses=TokenSerializer)
     def delete(self, request: Request, token_id: int) -> Response:
+        """Revoke the token (again: no change) and return it with its revocation time."""
         token = services.revoke_token(actor=Actor.from_request(request), token=self._token(request, token_id))
         return Response(TokenSerializer(token).data)
 
@@ -88,6 +101,8 @@ class AuditEventListView(generics.ListAPIView):
     scopes = {"GET": "admin"}
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
+        """Events matching the filters sent: `action` by prefix, `actor` by username, the object,
+        and `since` (inclusive) to `until` (exclusive)."""
         params = self.request.query_params
         events = AuditEvent.objects.all()
         filters: dict[str, Any] = {}

@@ -1,18 +1,25 @@
+"""The registry API's request and response shapes: models, versions, aliases."""
+
 from typing import Any
 
 from rest_framework import serializers
 
+from console.models import Team
 from registry.choices import ArtifactFormat
 from registry.models import Alias, ModelVersion, RegisteredModel
 
 
 class TensorSerializer(serializers.Serializer):
+    """One input or output of a version's signature, named and typed as in the v2 protocol."""
+
     name = serializers.CharField()
     datatype = serializers.CharField()
     shape = serializers.ListField(child=serializers.IntegerField(), help_text="-1 marks a dynamic axis")
 
 
 class VersionSerializer(serializers.ModelSerializer):
+    """A version as stored: its artifact, signature, validation outcome and the aliases on it."""
+
     model = serializers.CharField(source="model.name", read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     inputs = TensorSerializer(many=True, read_only=True)
@@ -29,6 +36,7 @@ class VersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_aliases(self, version: ModelVersion) -> list[str]:
+        """Names of the aliases pointing at this version, sorted."""
         return sorted(alias.name for alias in version.aliases.all())
 
 
@@ -45,7 +53,9 @@ class VersionUploadSerializer(serializers.Serializer):
 
 
 class ModelSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    """A registered model with its aliases and its newest version."""
+
+    team: serializers.SlugRelatedField[Team] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True, default=None)
     aliases = serializers.SerializerMethodField()
     latest_version = serializers.SerializerMethodField()
@@ -57,14 +67,18 @@ class ModelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_aliases(self, model: RegisteredModel) -> dict[str, int]:
+        """Each alias of the model and the version number it points at."""
         return {alias.name: alias.version.number for alias in model.aliases.select_related("version")}
 
     def get_latest_version(self, model: RegisteredModel) -> dict[str, Any] | None:
+        """Number and status of the highest-numbered version, whatever its status; null without one."""
         version = model.versions.order_by("-number").first()
         return {"number": version.number, "status": version.status} if version else None
 
 
 class ModelCreateSerializer(serializers.Serializer):
+    """A new model: its name and the team (by name) that will own it."""
+
     name = serializers.CharField(max_length=64)
     team = serializers.CharField(max_length=64)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -72,11 +86,15 @@ class ModelCreateSerializer(serializers.Serializer):
 
 
 class ModelUpdateSerializer(serializers.Serializer):
+    """The fields of a model that may change; those omitted are left as they are."""
+
     description = serializers.CharField(required=False, allow_blank=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
 
 
 class AliasSerializer(serializers.ModelSerializer):
+    """An alias and the version number it points at."""
+
     version = serializers.IntegerField(source="version.number")
 
     class Meta:
@@ -85,4 +103,6 @@ class AliasSerializer(serializers.ModelSerializer):
 
 
 class AliasSetSerializer(serializers.Serializer):
+    """The version number an alias is to point at."""
+
     version = serializers.IntegerField(min_value=1)

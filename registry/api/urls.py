@@ -1,3 +1,5 @@
+"""Routes of the registry API, under /api/v1/: models, their versions and aliases."""
+
 from django.urls import path, re_path
 
 from registry.api import views

@@ -34,6 +34,8 @@ def _model(request: Request, name: str) -> RegisteredModel:
 
 
 def search_models(models: QuerySet[RegisteredModel], query: str, tag: str) -> QuerySet[RegisteredModel]:
+    """Keep models whose name or description contains `query` (any case) and that carry `tag`
+    exactly; an empty `query` or `tag` filters nothing."""
     if query:
         models = models.filter(Q(name__icontains=query) | Q(description__icontains=query))
     if tag:
@@ -45,15 +47,19 @@ def search_models(models: QuerySet[RegisteredModel], query: str, tag: str) -> Qu
 
 
 class ModelListView(generics.ListAPIView):
+    """The models you can see, searched by `q` (name or description) and `tag`."""
+
     serializer_class = ModelSerializer
 
     def get_queryset(self) -> QuerySet[RegisteredModel]:
+        """The caller's visible models, narrowed by the `q` and `tag` query parameters."""
         params = self.request.query_params
         models = visible_models(self.request.user, request_token(self.request))
         return search_models(models, params.get("q", "").strip(), params.get("tag", "").strip())
 
     @extend_schema(request=ModelCreateSerializer, responses={201: ModelSerializer})
     def post(self, request: Request) -> Response:
+        """Register a model in a team where you have the engineer role (admins: any team)."""
         data = ModelCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         team = team_for_new_model(request.user, data.validated_data["team"])
@@ -65,6 +71,7 @@ class ModelListView(generics.ListAPIView):
 
 
 def team_for_new_model(user: Any, team_name: str) -> Team:
+    """The team a new model goes to: NotFound unless `user` may see it, Forbidden unless an engineer of it."""
     team = Team.objects.filter(name=team_name).first()
     if team is None or not (
         user.is_superuser or Membership.objects.filter(user=user, team=team).exists()
@@ -76,12 +83,16 @@ def team_for_new_model(user: Any, team_name: str) -> Team:
 
 
 class ModelDetailView(APIView):
+    """One model you can see, by name."""
+
     @extend_schema(responses=ModelSerializer)
     def get(self, request: Request, name: str) -> Response:
+        """The model, its aliases and its newest version."""
         return Response(ModelSerializer(_model(request, name)).data)
 
     @extend_schema(request=ModelUpdateSerializer, responses=ModelSerializer)
     def patch(self, request: Request, name: str) -> Response:
+        """Change the model's description or tags (engineers of its team)."""
         model = _model(request, name)
         require_engineer(request.user, model)
         data = ModelUpdateSerializer(data=request.data)
@@ -91,9 +102,12 @@ class ModelDetailView(APIView):
 
 
 class VersionListView(APIView):
+    """A model's versions, newest first; POST uploads a new one."""
+
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """DRF's checks, then 413 for an upload whose declared length is over the limit."""
         super().initial(request, *args, **kwargs)
         # Refuse an oversized upload from its Content-Length, before its body is read.
         if request.method == "POST":
@@ -106,6 +120,7 @@ class VersionListView(APIView):
 
     @extend_schema(responses=VersionSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
+        """Every version of the model, newest first, with its validation outcome and aliases."""
         model = _model(request, name)
         versions = model.versions.select_related("model", "created_by").prefetch_related("aliases")
         return Response(VersionSerializer(versions, many=True).data)
@@ -113,6 +128,8 @@ class VersionListView(APIView):
     @extend_schema(request={"multipart/form-data": VersionUploadSerializer}, responses={201: VersionSerializer,
                                                                                          200: VersionSerializer})
     def post(self, request: Request, name: str) -> Response:
+        """Upload an artifact as a new version (engineers of the model's team); validation is queued.
+        The same bytes uploaded again return the existing version with 200 and `X-Paddock-Duplicate: true`."""
         model = _model(request, name)
         require_engineer(request.user, model)
         upload = request.FILES.get("artifact")
@@ -131,6 +148,8 @@ class VersionListView(APIView):
 
 
 def parse_json_field(raw: Any, field: str) -> Any:
+    """A JSON form field's value: parsed when sent as text (multipart), as is when already
+    parsed (JSON body), None when absent or empty; InvalidInput when not JSON."""
     if raw is None or isinstance(raw, (dict, list)):
         return raw
     if raw == "":
@@ -149,19 +168,27 @@ def _version(model: RegisteredModel, number: int) -> ModelVersion:
 
 
 class VersionDetailView(APIView):
+    """One version of a model, by number."""
+
     @extend_schema(responses=VersionSerializer)
     def get(self, request: Request, name: str, number: int) -> Response:
+        """The version: its artifact, signature, validation outcome and aliases."""
         return Response(VersionSerializer(_version(_model(request, name), number)).data)
 
 
 class AliasListView(APIView):
+    """A model's aliases."""
+
     @extend_schema(responses=AliasSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
+        """Every alias of the model and the version it points at."""
         aliases = _model(request, name).aliases.select_related("version")
         return Response(AliasSerializer(aliases, many=True).data)
 
 
 class AliasDetailView(APIView):
+    """One alias of a model: read it, point it at a version, or remove it."""
+
     def _alias(self, model: RegisteredModel, alias: str) -> Alias:
         found = model.aliases.select_related("version").filter(name=alias).first()
         if found is None:
@@ -170,10 +197,13 @@ class AliasDetailView(APIView):
 
     @extend_schema(responses=AliasSerializer)
     def get(self, request: Request, name: str, alias: str) -> Response:
+        """The alias and the version it points at."""
         return Response(AliasSerializer(self._alias(_model(request, name), alias)).data)
 
     @extend_schema(request=AliasSetSerializer, responses=AliasSerializer)
     def put(self, request: Request, name: str, alias: str) -> Response:
+        """Point the alias at a version, creating it if needed (engineers of the model's team).
+        A version that failed validation cannot carry an alias."""
         model = _model(request, name)
         require_engineer(request.user, model)
         data = AliasSetSerializer(data=request.data)
@@ -184,6 +214,7 @@ class AliasDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, alias: str) -> Response:
+        """Remove the alias (engineers of the model's team); its version stays."""
         model = _model(request, name)
         require_engineer(request.user, model)
         services.delete_alias(actor=Actor.from_request(request), alias=self._alias(model, alias))

@@ -1,3 +1,5 @@
+"""The serving API's request and response shapes: deployments, workers, rollouts."""
+
 from typing import Any
 
 from rest_framework import serializers
@@ -6,6 +8,8 @@ from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, Rol
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
+    """A model's serving settings, versions by number."""
+
     model = serializers.CharField(source="model.name", read_only=True)
     active_version = serializers.IntegerField(source="active_version.number", allow_null=True, required=False)
     serving_version = serializers.SerializerMethodField(help_text="The version traffic goes to now")
@@ -22,6 +26,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         read_only_fields = ["model", "serving_version", "updated_at", "updated_by"]
 
     def get_serving_version(self, deployment: Deployment) -> int | None:
+        """The active version of the model's route; null when no version is ready."""
         from serving.v2.routes import load_model_route
 
         route = load_model_route(deployment.model.name)
@@ -29,11 +34,15 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class RouteSerializer(serializers.Serializer):
+    """One arm of a traffic split: a version number and its share in percent."""
+
     version = serializers.IntegerField(min_value=1)
     weight = serializers.FloatField(min_value=0, max_value=100)
 
 
 class DeploymentUpdateSerializer(serializers.Serializer):
+    """The settings to change; those omitted stay as they are."""
+
     active_version = serializers.IntegerField(min_value=1, allow_null=True, required=False,
                                               help_text="null: the champion alias, else the newest ready version")
     max_batch_size = serializers.IntegerField(min_value=0, max_value=4096, required=False)
@@ -53,12 +62,15 @@ class DeploymentUpdateSerializer(serializers.Serializer):
     sticky_key = serializers.CharField(max_length=100, allow_blank=True, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Refuse an update that changes nothing."""
         if not attrs:
             raise serializers.ValidationError("send at least one setting to change")
         return attrs
 
 
 class HeldVersionSerializer(serializers.Serializer):
+    """A version loaded in a worker, and the batches and rows it has run there."""
+
     model = serializers.CharField()
     number = serializers.IntegerField()
     provider = serializers.CharField()
@@ -68,6 +80,8 @@ class HeldVersionSerializer(serializers.Serializer):
 
 
 class WorkerSerializer(serializers.Serializer):
+    """A live worker as its latest heartbeat describes it."""
+
     name = serializers.CharField()
     host = serializers.CharField()
     pid = serializers.IntegerField()
@@ -79,6 +93,8 @@ class WorkerSerializer(serializers.Serializer):
 
 
 class RolloutStartSerializer(serializers.Serializer):
+    """What to roll out and how: the candidate, the strategy, its steps and gates."""
+
     candidate = serializers.IntegerField(min_value=1, help_text="The version number to roll out")
     strategy = serializers.ChoiceField(choices=RolloutStrategy.values)
     steps = serializers.ListField(child=serializers.FloatField(), required=False,
@@ -93,12 +109,16 @@ class RolloutStartSerializer(serializers.Serializer):
 
 
 class RolloutEventSerializer(serializers.ModelSerializer):
+    """One entry of a rollout's timeline, with the figures that decided it."""
+
     class Meta:
         model = RolloutEvent
         fields = ["at", "kind", "message", "figures", "actor"]
 
 
 class RolloutSerializer(serializers.ModelSerializer):
+    """A rollout: versions by number, its gates with their defaults, and its timeline."""
+
     model = serializers.CharField(source="model.name", read_only=True)
     stable_version = serializers.IntegerField(source="stable_version.number")
     candidate_version = serializers.IntegerField(source="candidate_version.number")
@@ -117,4 +137,6 @@ class RolloutSerializer(serializers.ModelSerializer):
 
 
 class RolloutActionSerializer(serializers.Serializer):
+    """Why a person paused, resumed, promoted, rolled back or approved a rollout."""
+
     reason = serializers.CharField(max_length=500, allow_blank=True, default="")

@@ -1,3 +1,5 @@
+"""Routes of the serving API, under /api/v1/: deployments, workers, rollouts and metrics."""
+
 from django.urls import path
 
 from serving.api import views

@@ -1,9 +1,12 @@
+"""The serving side's management API: deployments, workers, rollouts and metrics. Thin: parse,
+check access, call a service, serialize."""
+
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -40,11 +43,14 @@ class DeploymentView(APIView):
 
     @extend_schema(responses=DeploymentSerializer)
     def get(self, request: Request, name: str) -> Response:
+        """The model's serving settings and the version traffic goes to now. A model never
+        configured shows the defaults (it serves its champion, else its newest ready version)."""
         deployment, _ = self._deployment(request, name)
         return Response(DeploymentSerializer(deployment).data)
 
     @extend_schema(request=DeploymentUpdateSerializer, responses=DeploymentSerializer)
     def patch(self, request: Request, name: str) -> Response:
+        """Change the settings sent, leaving the others (engineers of the model's team)."""
         deployment, _ = self._deployment(request, name)
         require_engineer(request.user, deployment.model)
         changes = DeploymentUpdateSerializer(data=request.data)
@@ -57,7 +63,8 @@ class DeploymentView(APIView):
 
 
 class WorkerListView(APIView):
-    """Live workers (heartbeat in the last 5 s): what each holds, its memory, its batches."""
+    """Live workers (heartbeat in the last 5 s): what each holds, its memory, its batches; 503
+    while Redis is unavailable."""
 
     @extend_schema(responses=WorkerSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -80,7 +87,7 @@ class WorkerListView(APIView):
 
 # -- rollouts ---------------------------------------------------------------------------------
 
-def _rollouts() -> Any:
+def _rollouts() -> QuerySet[Rollout]:
     return Rollout.objects.select_related("model", "stable_version", "candidate_version", "created_by",
                                           "approved_by").prefetch_related("events")
 
@@ -90,11 +97,14 @@ class RolloutListView(APIView):
 
     @extend_schema(responses=RolloutSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
+        """The model's latest 50 rollouts, newest first, each with its timeline."""
         model = get_visible_model(request.user, name, request_token(request))
         return Response(RolloutSerializer(_rollouts().filter(model=model)[:50], many=True).data)
 
     @extend_schema(request=RolloutStartSerializer, responses={201: RolloutSerializer})
     def post(self, request: Request, name: str) -> Response:
+        """Start rolling out a ready candidate version (engineers of the model's team); 409 while
+        the model has a live rollout."""
         model = get_visible_model(request.user, name, request_token(request))
         require_engineer(request.user, model)
         data = RolloutStartSerializer(data=request.data)
@@ -107,8 +117,11 @@ class RolloutListView(APIView):
 
 
 class RolloutDetailView(APIView):
+    """One rollout of a model, by id."""
+
     @extend_schema(responses=RolloutSerializer)
     def get(self, request: Request, name: str, rollout_id: int) -> Response:
+        """The rollout: its steps, gates, latest gate figures and timeline."""
         model = get_visible_model(request.user, name, request_token(request))
         rollout = _rollouts().filter(model=model, pk=rollout_id).first()
         if rollout is None:
@@ -121,6 +134,8 @@ class RolloutActionView(APIView):
 
     @extend_schema(request=RolloutActionSerializer, responses=RolloutSerializer, operation_id="v1_rollouts_action")
     def post(self, request: Request, name: str, rollout_id: int, action: str) -> Response:
+        """Apply `action` to the rollout: pause, resume, promote or rollback (engineers of the model's
+        team), approve (admins); 409 when its state does not allow the action."""
         model = get_visible_model(request.user, name, request_token(request))
         require_engineer(request.user, model)
         rollout = Rollout.objects.filter(model=model, pk=rollout_id).first()
