@@ -74,6 +74,7 @@ class ModelCache:
     def __init__(self, budget_bytes: int | None = None) -> None:
         self.budget = budget_bytes or settings.PADDOCK_WORKER_MEMORY_MB * 1024 * 1024
         self.held: dict[int, Held] = {}
+        self.left_out: set[int] = set()  # planned versions the budget keeps out (logged once)
 
     def sync(self, plans: list[Plan]) -> list[int]:
         """Hold what is planned (as far as the budget allows), and for a while what served
@@ -94,13 +95,32 @@ class ModelCache:
             if current is not None:
                 current.plan = plan  # batching settings take effect without a reload
                 continue
+            if not self._fits(plan):
+                continue
             try:
                 self.held[plan.version_id] = self._load(plan)
                 loaded.append(plan.version_id)
             except Exception:  # noqa: BLE001 - one bad version must not stop the worker
                 logger.exception("could not load version %s", plan.version_id)
         self._evict()
-        return loaded
+        return [version_id for version_id in loaded if version_id in self.held]
+
+    def _fits(self, plan: Plan) -> bool:
+        """Whether a new load would stay: eviction takes a fresh load first among its priority,
+        so loading one that cannot fit beside the versions of its priority or above would only
+        stall the batcher's thread to evict it again, every plan. A version alone is always held."""
+        size = ModelVersion.objects.filter(pk=plan.version_id).values_list("size", flat=True).first() or 0
+        instances = _instances(plan)
+        estimate = 2 * size * (1 + (instances if instances > 1 else 0))  # as _load estimates it
+        kept = sum(h.estimated_bytes for h in self.held.values() if h.plan.priority >= plan.priority)
+        if kept == 0 or kept + estimate <= self.budget:
+            self.left_out.discard(plan.version_id)
+            return True
+        if plan.version_id not in self.left_out:
+            self.left_out.add(plan.version_id)
+            logger.warning("memory budget: not loading %s v%s (about %d bytes; %d of %d held at its priority "
+                           "or above)", plan.model, plan.number, estimate, kept, self.budget)
+        return False
 
     def _load(self, plan: Plan) -> Held:
         version = ModelVersion.objects.select_related("model").get(pk=plan.version_id)

@@ -32,7 +32,7 @@ class TorchScriptRuntime:
     def run(self, inputs: dict[str, np.ndarray], instance: int | None = None) -> dict[str, np.ndarray]:
         """Run the module on the inputs in signature order; name its outputs by the signature."""
         with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device) for name in self.input_names]
+            args = [torch.from_numpy(_writable(inputs[name])).to(self.device) for name in self.input_names]
             result = self.module(*args)
         tensors = list(result) if isinstance(result, (tuple, list)) else [result]
         if len(tensors) != len(self.output_names):
@@ -40,3 +40,10 @@ class TorchScriptRuntime:
                 f"the module returned {len(tensors)} output(s) but the signature declares {len(self.output_names)}"
             )
         return {name: tensor.detach().cpu().numpy() for name, tensor in zip(self.output_names, tensors, strict=True)}
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """A contiguous array torch may share: arrays read from the wire are read-only views of the
+    request's bytes, which torch warns about and a module writing in place would change."""
+    array = np.ascontiguousarray(array)
+    return array if array.flags.writeable else array.copy()
