@@ -119,6 +119,7 @@ def test_revoking_over_the_api_is_audited_and_takes_effect(cast: dict[str, Any])
     assert response.status_code == 200 and response.json()["revoked_at"]
     assert client.get("/api/v1/tokens/").json() == {"detail": "token revoked"}
     event = AuditEvent.objects.get(action="token.revoke")
+    assert event.before is not None and event.after is not None
     assert event.before["revoked_at"] is None and event.after["revoked_at"]
     assert event.actor_token_name == "mine"
 

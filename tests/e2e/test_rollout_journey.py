@@ -69,7 +69,7 @@ def test_an_engineer_starts_a_canary_watches_it_live_and_rolls_it_back(
             page.wait_for_function(
                 "document.querySelector(\"#live-table tr[data-version='2'] td:nth-child(2)\").textContent !== '0.00'",
                 timeout=30_000)
-            updates = int(page.locator("#live-charts").get_attribute("data-updates"))
+            updates = int(page.locator("#live-charts").get_attribute("data-updates") or "0")
             page.wait_for_function(f"Number(document.getElementById('live-charts').dataset.updates) > {updates + 1}")
 
             page.get_by_role("button", name="Roll back").click()
