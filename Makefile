@@ -34,6 +34,7 @@ bench: $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy console registry serving workers bench tests
 
 clean:
 	rm -rf var .pytest_cache

@@ -163,7 +163,8 @@ class Paddock:
                                    "--save", "", "--appendonly", "no", *socket_options], self.env)
         self.manage("migrate", "--noinput")
         self.manage("ensure_admin")
-        self.manage("shell", "-c", "from console.models import Team; Team.objects.get_or_create(name='bench')")
+        self.manage("shell", "-c", "from console.audit import Actor; from console.services import ensure_team; "
+                    "ensure_team(actor=Actor.system('bench'), name='bench')")
         self.token = self.manage("create_token", "admin", "--scope", "admin", "--name", "bench")
         self.stack.start("worker", [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo",
                                     "-l", "WARNING", "-n", "bench@%h"], self.env)

@@ -5,7 +5,7 @@ import ipaddress
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection
 from django.http import HttpRequest
@@ -14,7 +14,7 @@ from django.utils import timezone
 from console.models import AuditEvent
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
     from console.models import ApiToken
 
@@ -49,6 +49,13 @@ class Actor:
     def system(cls, label: str) -> "Actor":
         """A change made by Paddock itself (a worker, beat, a management command)."""
         return cls(label=label, request_id=f"system-{uuid.uuid4().hex[:12]}")
+
+    @property
+    def person(self) -> "User | None":
+        """The signed-in user behind the change, for `created_by`/`updated_by`; None for the system."""
+        if self.user is not None and self.user.is_authenticated:
+            return cast("User", self.user)  # AUTH_USER_MODEL is Django's User
+        return None
 
     @property
     def username(self) -> str:
@@ -90,7 +97,7 @@ def record_event(
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
     previous = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
-    user = actor.user if actor.user is not None and actor.user.is_authenticated else None
+    user = actor.person
     event = AuditEvent(
         created_at=timezone.now(),
         actor_user_id=user.pk if user else None,

@@ -1,14 +1,17 @@
-"""Writes on the people's side: tokens, teams, memberships. Each in one audited transaction."""
+"""Writes on the people's side: tokens, teams, memberships, users. Each in one audited transaction."""
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import SET_NULL, ForeignObjectRel, Model
 from django.utils import timezone
 
 from console.audit import Actor, record_event
 from console.errors import Forbidden, InvalidInput
-from console.models import ApiToken, valid_scopes
+from console.models import ApiToken, Membership, Team, valid_scopes
 
 
 def create_token(*, actor: Actor, user: Any, name: str, scopes: list[str], model_names: list[str] | None = None,
@@ -47,3 +50,80 @@ def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
         token.save(update_fields=["revoked_at"])
         record_event(actor=actor, action="token.revoke", obj=token, before=before, after=token.snapshot())
     return token
+
+
+def create_team(*, actor: Actor, name: str, description: str = "") -> Team:
+    with transaction.atomic():
+        team = Team.objects.create(name=name, description=description)
+        record_event(actor=actor, action="team.create", obj=team, after=_team_snapshot(team))
+    return team
+
+
+def ensure_team(*, actor: Actor, name: str, description: str = "") -> Team:
+    """The team named `name`, created (and audited) only when there is none."""
+    with transaction.atomic():
+        team = Team.objects.select_for_update().filter(name=name).first()
+        return team if team is not None else create_team(actor=actor, name=name, description=description)
+
+
+def delete_team(*, actor: Actor, team: Team) -> None:
+    """Remove a team and its memberships, one event per row. A team that still owns models is
+    refused (ProtectedError: models are PROTECTed) and the transaction leaves nothing behind."""
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        for membership in team.memberships.select_related("user"):
+            record_event(actor=actor, action="membership.delete", obj=membership,
+                         before=_membership_snapshot(membership))
+        record_event(actor=actor, action="team.delete", obj=team, before=_team_snapshot(team))
+        team.delete()
+
+
+def create_superuser(*, actor: Actor, username: str, password: str) -> Any:
+    """A new superuser; its password (or hash) never reaches the audit log."""
+    with transaction.atomic():
+        user = get_user_model().objects.create_superuser(username=username, email="", password=password)
+        record_event(actor=actor, action="user.create", obj=user, after={"username": username, "is_superuser": True})
+    return user
+
+
+def audit_password_change(*, actor: Actor, user: Any) -> None:
+    """Record that `user`'s password was set or disabled, inside the transaction that saved it;
+    the event says which, never the password or its hash."""
+    record_event(actor=actor, action="user.password_change", obj=user,
+                 after={"username": user.get_username(), "usable_password": user.has_usable_password()})
+
+
+def delete_user(*, actor: Actor, user: Any) -> None:
+    """Remove a person, one event per row removed or changed with them, in one transaction:
+    their tokens and memberships (deleted with them), each row that named them in a field
+    cleared on delete (a model's owner, a deployment's updated_by...), then the user."""
+    with transaction.atomic():
+        user = get_user_model().objects.select_for_update().get(pk=user.pk)
+        username = user.get_username()
+        for token in user.api_tokens.select_related("user"):
+            record_event(actor=actor, action="token.delete", obj=token, before=token.snapshot())
+        for membership in user.memberships.select_related("team", "user"):
+            record_event(actor=actor, action="membership.delete", obj=membership,
+                         before=_membership_snapshot(membership))
+        for row, field in _rows_naming(user):
+            record_event(actor=actor, action=f"{row._meta.model_name}.update", obj=row, before={field: username},
+                         after={field: None})
+        record_event(actor=actor, action="user.delete", obj=user,
+                     before={"username": username, "is_staff": user.is_staff, "is_superuser": user.is_superuser})
+        user.delete()
+
+
+def _rows_naming(user: Any) -> Iterator[tuple[Model, str]]:
+    """Rows whose foreign key to `user` is set to NULL when the user is deleted."""
+    for relation in type(user)._meta.get_fields(include_hidden=True):
+        if isinstance(relation, ForeignObjectRel) and relation.on_delete is SET_NULL:
+            name = relation.field.name
+            yield from ((row, name) for row in relation.field.model._base_manager.filter(**{name: user}))
+
+
+def _team_snapshot(team: Team) -> dict[str, Any]:
+    return {"name": team.name, "description": team.description}
+
+
+def _membership_snapshot(membership: Membership) -> dict[str, Any]:
+    return {"team": membership.team.name, "user": membership.user.get_username(), "role": membership.role}

@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import os
 import posixpath
 import shutil
 import tempfile
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Model
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -36,7 +37,8 @@ def _check_slug(value: str, what: str) -> None:
         raise InvalidInput(f"invalid {what} '{value}': {slug_validator.message}") from None
 
 
-def _check_tags(tags: Any) -> list[str]:
+def check_tags(tags: Any) -> list[str]:
+    """Tags as stored (stripped, unique, sorted), or InvalidInput saying what is wrong."""
     if not isinstance(tags, list) or any(not isinstance(t, str) or not t.strip() or len(t) > 64 for t in tags):
         raise InvalidInput("tags must be a list of non-empty strings of at most 64 characters")
     return sorted({t.strip() for t in tags})
@@ -45,12 +47,11 @@ def _check_tags(tags: Any) -> list[str]:
 def create_model(*, actor: Actor, name: str, team: Team, description: str = "",
                  tags: list[str] | None = None) -> RegisteredModel:
     _check_slug(name, "model name")
-    clean_tags = _check_tags(tags or [])
-    owner = actor.user if actor.user is not None and actor.user.is_authenticated else None
+    clean_tags = check_tags(tags or [])
     try:
         with transaction.atomic():
             model = RegisteredModel.objects.create(
-                name=name, team=team, description=description, tags=clean_tags, owner=owner
+                name=name, team=team, description=description, tags=clean_tags, owner=actor.person
             )
             record_event(actor=actor, action="model.create", obj=model, after=model.snapshot())
     except IntegrityError:
@@ -59,17 +60,56 @@ def create_model(*, actor: Actor, name: str, team: Team, description: str = "",
 
 
 def update_model(*, actor: Actor, model: RegisteredModel, description: str | None = None,
-                 tags: list[str] | None = None) -> RegisteredModel:
+                 tags: list[str] | None = None, team: Team | None = None) -> RegisteredModel:
+    """Change what people may change of a model: its description, tags and (admins) team."""
     with transaction.atomic():
         model = RegisteredModel.objects.select_for_update(of=("self",)).select_related("team", "owner").get(pk=model.pk)
         before = model.snapshot()
         if description is not None:
             model.description = description
         if tags is not None:
-            model.tags = _check_tags(tags)
-        model.save(update_fields=["description", "tags", "updated_at"])
+            model.tags = check_tags(tags)
+        if team is not None:
+            model.team = team
+        model.save(update_fields=["description", "tags", "team", "updated_at"])
         record_event(actor=actor, action="model.update", obj=model, before=before, after=model.snapshot())
     return model
+
+
+def rows_removed_with(model: RegisteredModel) -> list[tuple[str, Model, dict[str, Any]]]:
+    """What `delete_model` removes besides the model, in its order, as (action, row, before).
+    A rollout's timeline and a version's metric rollups go with them, counted in their event
+    (each timeline entry is in the audit log already; rollups are figures, not changes)."""
+    rows: list[tuple[str, Model, dict[str, Any]]] = []
+    for rollout in model.rollouts.select_related("model", "stable_version", "candidate_version"):
+        rows.append(("rollout.delete", rollout, {**rollout.snapshot(), "timeline_events": rollout.events.count()}))
+    with contextlib.suppress(ObjectDoesNotExist):
+        rows.append(("deployment.delete", model.deployment, model.deployment.snapshot()))
+    for alias in model.aliases.select_related("model", "version"):
+        rows.append(("alias.delete", alias, {"alias": alias.name, "version": alias.version.number}))
+    for version in model.versions.select_related("model"):
+        rows.append(("version.delete", version, {**version.snapshot(), "rollups": version.rollups.count()}))
+    return rows
+
+
+def delete_model(*, actor: Actor, model: RegisteredModel) -> None:
+    """Remove a model and every row that hangs off it, one audit event per row, in one
+    transaction; its stored files are removed once that commits.
+
+    1. Lock the model: no version is registered meanwhile.
+    2. Delete what points at its versions (PROTECTed links) first: rollouts, the deployment,
+       aliases; then the versions, then the model (`rows_removed_with` gives the order).
+    3. On commit, remove the versions' files and their emptied folders.
+    """
+    with transaction.atomic():
+        model = RegisteredModel.objects.select_for_update(of=("self",)).select_related("team", "owner").get(pk=model.pk)
+        files = [name for version in model.versions.all() for name in _stored_files(version)]
+        for action, row, before in rows_removed_with(model):
+            record_event(actor=actor, action=action, obj=row, before=before)
+            row.delete()
+        record_event(actor=actor, action="model.delete", obj=model, before=model.snapshot())
+        model.delete()
+        transaction.on_commit(lambda: _remove(files, prune=True))
 
 
 def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFile, declared_format: str = "",
@@ -108,7 +148,7 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
                     model=locked, number=number, original_filename=filename, sha256=sha256, size=size,
                     format=inspection.format, metadata=metadata, inputs=inspection.inputs,
                     outputs=inspection.outputs, description=description,
-                    created_by=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+                    created_by=actor.person,
                 )
                 with local.open("rb") as handle:
                     version.artifact.save(filename, File(handle), save=False)
@@ -169,10 +209,24 @@ def _store_exact(name: str, part: UploadedFile) -> str:
     return saved
 
 
-def _remove(names: list[str]) -> None:
+def _stored_files(version: ModelVersion) -> list[str]:
+    folder = posixpath.dirname(version.artifact.name)
+    external = [posixpath.join(folder, part) for part in version.metadata.get("external_data", [])]
+    return [version.artifact.name, *external]
+
+
+def _remove(names: list[str], prune: bool = False) -> None:
+    """Delete stored files; with `prune`, then the folders they leave empty (local storage only)."""
     for name in names:
         with contextlib.suppress(OSError):
             default_storage.delete(name)
+    if not prune:
+        return
+    # models/<model>/<number>/... : the version's folders and the model's, not `models` itself.
+    folders = {parent for name in names for parent in Path(name).parents if len(parent.parts) > 1}
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):  # the deepest first
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.rmdir(default_storage.path(str(folder)))  # fails, harmlessly, unless the folder is empty
 
 
 @contextlib.contextmanager
@@ -195,18 +249,26 @@ def local_artifact(version: ModelVersion) -> Iterator[Path]:
         yield Path(scratch) / names[0]
 
 
-def claim_validation(version_id: int, *, stale_before: Any = None) -> bool:
-    """Move a version to `validating`; False when someone else already has it (or it is done)."""
-    pending = ModelVersion.objects.filter(pk=version_id, status=VersionStatus.PENDING)
+def claim_validation(*, actor: Actor, version_id: int, stale_before: Any = None) -> bool:
+    """Move a version to `validating` with a conditional UPDATE, audited in its transaction;
+    False when someone else already has it (or it is done). With `stale_before`, also take over
+    a validation that started before then (its worker died)."""
     now = timezone.now()
-    if pending.update(status=VersionStatus.VALIDATING, validation_started_at=now):
-        return True
-    if stale_before is not None:
-        stale = ModelVersion.objects.filter(
-            pk=version_id, status=VersionStatus.VALIDATING, validation_started_at__lt=stale_before
-        )
-        return bool(stale.update(validation_started_at=now))
-    return False
+    with transaction.atomic():
+        versions = ModelVersion.objects.filter(pk=version_id)
+        pending = versions.filter(status=VersionStatus.PENDING)
+        claimed = pending.update(status=VersionStatus.VALIDATING, validation_started_at=now)
+        action, before = "version.validation_started", {"status": VersionStatus.PENDING}
+        if not claimed and stale_before is not None:
+            stale = versions.filter(status=VersionStatus.VALIDATING, validation_started_at__lt=stale_before)
+            claimed = stale.update(validation_started_at=now)
+            action, before = "version.validation_restarted", {"status": VersionStatus.VALIDATING}
+        if not claimed:
+            return False
+        version = ModelVersion.objects.select_related("model").get(pk=version_id)
+        record_event(actor=actor, action=action, obj=version, before=before,
+                     after={"status": VersionStatus.VALIDATING, "started_at": now.isoformat()})
+    return True
 
 
 def finish_validation(*, actor: Actor, version_id: int, report: dict[str, Any] | None, error: str = "") -> None:

@@ -1,3 +1,6 @@
+"""Celery tasks of the registry: validating a version in its runtime, and re-queueing the
+validations a dead worker left behind."""
+
 import logging
 from datetime import timedelta
 
@@ -17,11 +20,12 @@ logger = logging.getLogger(__name__)
 @shared_task(name="registry.tasks.validate_version", acks_late=True)
 def validate_version(version_id: int, retry_stale: bool = False) -> str:
     """Load the version in its runtime and smoke-test it; idempotent (claims the row first)."""
+    actor = Actor.system("worker")
     stale_before = timezone.now() - timedelta(seconds=settings.PADDOCK_VALIDATION_STALE_SECONDS)
-    if not services.claim_validation(version_id, stale_before=stale_before if retry_stale else None):
+    if not services.claim_validation(actor=actor, version_id=version_id,
+                                     stale_before=stale_before if retry_stale else None):
         return "already claimed or done"
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
-    actor = Actor.system("worker")
     try:
         with services.local_artifact(version) as path:
             report = validate_artifact(

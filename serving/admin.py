@@ -1,3 +1,5 @@
+"""Deployments in the Django admin, saved and deleted through serving.services; rollouts read-only."""
+
 from typing import Any
 
 from django import forms
@@ -19,7 +21,8 @@ class DeploymentForm(forms.ModelForm):
                   "shadow_percent", "sticky_by", "sticky_key"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         model = data.get("model")
         if model is not None and "routes" in self.changed_data:
             try:
@@ -50,6 +53,13 @@ class DeploymentAdmin(AuditedAdmin):
                                               changes=changes)
         obj.pk = saved.pk  # the admin's own log and redirect refer to the saved row
         obj._state.adding = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # While a rollout steers a deployment, its delete page and the bulk delete refuse it.
+        return super().has_delete_permission(request, obj) and not (obj and services.deployment_is_steered(obj))
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.delete_deployment(actor=Actor.from_request(request), deployment=obj)
 
 
 class RolloutEventInline(admin.TabularInline):

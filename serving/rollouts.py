@@ -36,13 +36,17 @@ from registry.models import ModelVersion, RegisteredModel
 from registry.services import set_alias
 from serving import livestats
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutState, RolloutStrategy
+from serving.services import lock_deployment, set_traffic
 from serving.v2.routes import load_model_route
 from serving.v2.wire import fresh_heartbeats, holders_by_stream, stream_key, workers_key
 
 # The step before the first: the candidate is held warm by the workers, no traffic yet, so that
 # its first requests do not wait for a load (and its first figures are not a cold start's).
 WARMING = -1
-DEFAULT_STEPS = {"canary": [10, 50, 100], "ab": [50], "shadow": [100], "blue_green": [100], "direct": [100]}
+DEFAULT_STEPS: dict[str, list[float]] = {
+    RolloutStrategy.CANARY: [10, 50, 100], RolloutStrategy.AB: [50], RolloutStrategy.SHADOW: [100],
+    RolloutStrategy.BLUE_GREEN: [100], RolloutStrategy.DIRECT: [100],
+}
 STICKY_KINDS = ("header", "parameter")
 
 
@@ -52,15 +56,15 @@ def _clean_steps(strategy: str, steps: list[Any] | None) -> list[float]:
     steps = list(steps) if steps else list(DEFAULT_STEPS[strategy])
     if any(not isinstance(s, int | float) or isinstance(s, bool) or not 0 < s <= 100 for s in steps):
         raise InvalidInput("steps must be numbers above 0 and at most 100 (percent)")
-    if strategy == "canary":
+    if strategy == RolloutStrategy.CANARY:
         if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
             raise InvalidInput("canary steps must increase, e.g. [10, 50, 100]")
         if steps[-1] != 100:
             steps.append(100)
-    elif strategy in ("ab", "shadow"):
+    elif strategy in (RolloutStrategy.AB, RolloutStrategy.SHADOW):
         if len(steps) != 1:
             raise InvalidInput(f"{strategy} takes one step: the candidate's share in percent")
-        if strategy == "ab" and steps[0] >= 100:
+        if strategy == RolloutStrategy.AB and steps[0] >= 100:
             raise InvalidInput("an A/B split keeps some traffic on the stable version: share below 100")
     else:
         steps = [100]
@@ -91,7 +95,7 @@ def start_rollout(*, actor: Actor, model: RegisteredModel, candidate: int, strat
     if bool(sticky_by) != bool(sticky_key):
         raise InvalidInput("sticky_by and sticky_key go together")
     with transaction.atomic():
-        deployment, _ = Deployment.objects.select_for_update().get_or_create(model=model)
+        deployment = lock_deployment(actor=actor, model=model)
         live = model.rollouts.filter(state__in=RolloutState.live()).first()
         if live is not None:
             raise Conflict(f"model '{model.name}' already has a {live.state} {live.strategy} rollout "
@@ -105,14 +109,14 @@ def start_rollout(*, actor: Actor, model: RegisteredModel, candidate: int, strat
         stable_number = route.active if route else None
         if stable_number == candidate:
             raise InvalidInput(f"version {candidate} already serves model '{model.name}'")
-        if stable_number is None and strategy != "direct":
+        if stable_number is None and strategy != RolloutStrategy.DIRECT:
             raise InvalidInput(f"model '{model.name}' has no serving version to compare with: use 'direct'")
         stable = model.versions.get(number=stable_number) if stable_number is not None else version
         rollout = Rollout.objects.create(
             model=model, strategy=strategy, stable_version=stable, candidate_version=version, steps=steps,
             step_seconds=step_seconds, gates=gates, require_approval=require_approval, auto_promote=auto_promote,
             sticky_by=sticky_by, sticky_key=sticky_key,
-            created_by=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+            created_by=actor.person,
         )
         _event(actor, rollout, "start", f"{strategy} of v{candidate} over v{stable.number}", rollout.snapshot())
         if strategy == RolloutStrategy.DIRECT:
@@ -126,17 +130,6 @@ def start_rollout(*, actor: Actor, model: RegisteredModel, candidate: int, strat
 
 # -- traffic per step ------------------------------------------------------------------------
 
-def _set_traffic(deployment: Deployment, *, routes: list[dict[str, Any]] | None = None,
-                 shadow: ModelVersion | None = None, shadow_percent: float = 0.0, standby: ModelVersion | None = None,
-                 sticky: tuple[str, str] = ("", "")) -> None:
-    deployment.routes = routes or []
-    deployment.shadow_version, deployment.shadow_percent = shadow, shadow_percent if shadow else 0.0
-    deployment.standby_version = standby
-    deployment.sticky_by, deployment.sticky_key = sticky
-    deployment.updated_at = timezone.now()
-    deployment.save()
-
-
 def _split(rollout: Rollout, weight: float) -> list[dict[str, Any]]:
     return [{"version": rollout.stable_version.number, "weight": round(100 - weight, 3)},
             {"version": rollout.candidate_version.number, "weight": weight}]
@@ -145,7 +138,7 @@ def _split(rollout: Rollout, weight: float) -> list[dict[str, Any]]:
 def _enter_step(actor: Actor, rollout: Rollout, deployment: Deployment, index: int) -> None:
     """Apply step `index`; or, before the final step of a rollout that needs an admin's
     approval it does not have yet, wait for it."""
-    final = rollout.strategy in ("canary", "blue_green") and index == len(rollout.steps) - 1
+    final = rollout.strategy in (RolloutStrategy.CANARY, RolloutStrategy.BLUE_GREEN) and index == len(rollout.steps) - 1
     if final and rollout.require_approval and rollout.approved_by_id is None:
         rollout.state = RolloutState.AWAITING_APPROVAL
         rollout.save(update_fields=["state"])
@@ -155,20 +148,20 @@ def _enter_step(actor: Actor, rollout: Rollout, deployment: Deployment, index: i
     rollout.save(update_fields=["step_index", "step_started_at"])
     candidate = rollout.candidate_version
     if index == WARMING:
-        _set_traffic(deployment, standby=candidate)
+        set_traffic(actor=actor, deployment=deployment, standby=candidate)
         message = f"warming v{candidate.number} before it takes traffic"
-    elif rollout.strategy == "canary":
-        _set_traffic(deployment, routes=_split(rollout, rollout.steps[index]))
+    elif rollout.strategy == RolloutStrategy.CANARY:
+        set_traffic(actor=actor, deployment=deployment, routes=_split(rollout, rollout.steps[index]))
         message = f"v{candidate.number} takes {rollout.steps[index]:g}% of traffic"
-    elif rollout.strategy == "ab":
-        _set_traffic(deployment, routes=_split(rollout, rollout.steps[0]),
-                     sticky=(rollout.sticky_by, rollout.sticky_key))
+    elif rollout.strategy == RolloutStrategy.AB:
+        set_traffic(actor=actor, deployment=deployment, routes=_split(rollout, rollout.steps[0]),
+                    sticky=(rollout.sticky_by, rollout.sticky_key))
         message = f"A/B: v{candidate.number} takes {rollout.steps[0]:g}%"
-    elif rollout.strategy == "shadow":
-        _set_traffic(deployment, shadow=candidate, shadow_percent=rollout.steps[0])
+    elif rollout.strategy == RolloutStrategy.SHADOW:
+        set_traffic(actor=actor, deployment=deployment, shadow=candidate, shadow_percent=rollout.steps[0])
         message = f"{rollout.steps[0]:g}% of requests mirrored to v{candidate.number}"
     else:  # blue_green
-        _set_traffic(deployment, routes=[{"version": candidate.number, "weight": 100}])
+        set_traffic(actor=actor, deployment=deployment, routes=[{"version": candidate.number, "weight": 100}])
         message = f"v{candidate.number} takes all traffic"
     _event(actor, rollout, "step", message, {"step": index, "routes": deployment.routes,
                                              "shadow_percent": deployment.shadow_percent})
@@ -181,15 +174,14 @@ def _end(actor: Actor, rollout: Rollout, state: str, kind: str, reason: str, fig
 
 
 def _promote(actor: Actor, rollout: Rollout, deployment: Deployment, reason: str) -> None:
-    deployment.active_version = rollout.candidate_version
-    _set_traffic(deployment)
+    set_traffic(actor=actor, deployment=deployment, active=rollout.candidate_version)
     set_alias(actor=actor, model=rollout.model, name="champion", version=rollout.candidate_version)
     _end(actor, rollout, RolloutState.PROMOTED, "promote", reason, rollout.last_check)
 
 
 def _rollback(actor: Actor, rollout: Rollout, deployment: Deployment, reason: str,
               figures: dict[str, Any] | None = None) -> None:
-    _set_traffic(deployment)
+    set_traffic(actor=actor, deployment=deployment)
     _end(actor, rollout, RolloutState.ROLLED_BACK, "rollback", reason, figures or rollout.last_check)
 
 
@@ -217,6 +209,7 @@ def control(*, actor: Actor, rollout: Rollout, action: str, reason: str = "") ->
         if rollout.state not in RolloutState.live():
             raise Conflict(f"rollout {rollout.pk} has ended ({rollout.state})")
         by = f" by {actor.username}" + (f": {reason}" if reason else "")
+        admin = actor.person is not None and actor.person.is_superuser
         if action == "pause":
             if rollout.state != RolloutState.RUNNING:
                 raise Conflict(f"rollout {rollout.pk} is {rollout.state}, not running")
@@ -230,19 +223,18 @@ def control(*, actor: Actor, rollout: Rollout, action: str, reason: str = "") ->
             rollout.save(update_fields=["state", "step_started_at"])
             _event(actor, rollout, "resume", f"resumed{by}; the step's hold starts again", {})
         elif action == "approve":
-            if not (actor.user is not None and actor.user.is_superuser):
+            if not admin:
                 raise Forbidden("only an admin can approve a rollout's final step")
             if rollout.state != RolloutState.AWAITING_APPROVAL:
                 raise Conflict(f"rollout {rollout.pk} is {rollout.state}, not awaiting approval")
-            rollout.approved_by, rollout.state = actor.user, RolloutState.RUNNING
+            rollout.approved_by, rollout.state = actor.person, RolloutState.RUNNING
             rollout.save(update_fields=["approved_by", "state"])
             _event(actor, rollout, "approve", f"final step approved{by}", {})
-            if rollout.strategy == "shadow":
+            if rollout.strategy == RolloutStrategy.SHADOW:
                 _promote(actor, rollout, deployment, f"promoted on approval{by}")
             else:
                 _enter_step(actor, rollout, deployment, len(rollout.steps) - 1)
         elif action == "promote":
-            admin = actor.user is not None and actor.user.is_superuser
             if rollout.require_approval and rollout.approved_by_id is None and not admin:
                 raise Forbidden("this rollout needs an admin's approval before the candidate takes all traffic")
             _promote(actor, rollout, deployment, f"promoted{by}")
@@ -271,13 +263,13 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
     seconds = max(1, end - start)
     candidate = livestats.summarize(livestats.read_window(conn, rollout.candidate_version_id, start, end), seconds)
     stable_start, stable_end = start, end
-    if rollout.strategy == "blue_green":
+    if rollout.strategy == RolloutStrategy.BLUE_GREEN:
         # The stable version has no traffic after the switch: compare with its last window before.
         stable_start, stable_end = step_start - int(gates["window_seconds"]), step_start
     stable = livestats.summarize(livestats.read_window(conn, rollout.stable_version_id, stable_start, stable_end),
                                  max(1, stable_end - stable_start))
     failures: list[str] = []
-    shadow = rollout.strategy == "shadow"
+    shadow = rollout.strategy == RolloutStrategy.SHADOW
     observed = candidate["shadow"]["requests"] if shadow else candidate["requests"]
     judged = observed >= gates["min_requests"]
     if judged:
@@ -338,18 +330,18 @@ def tick(rollout_id: int, now: float | None = None) -> str:
         if verdict["failures"]:
             _rollback(actor, rollout, deployment, "gate failed: " + "; ".join(verdict["failures"]), verdict)
             return "rolled back"
-        if not verdict["passed"] or rollout.strategy == "ab":
+        if not verdict["passed"] or rollout.strategy == RolloutStrategy.AB:
             return "holding"
         _event(actor, rollout, "gate", f"step {rollout.step_index} passed its gates", verdict)
         last = rollout.step_index >= len(rollout.steps) - 1
-        if rollout.strategy == "shadow":
+        if rollout.strategy == RolloutStrategy.SHADOW:
             if not rollout.auto_promote:
                 return "holding"
             last = True
         if not last:
             _enter_step(actor, rollout, deployment, rollout.step_index + 1)
             return "advanced"
-        if rollout.require_approval and rollout.approved_by_id is None and rollout.strategy == "shadow":
+        if rollout.require_approval and rollout.approved_by_id is None and rollout.strategy == RolloutStrategy.SHADOW:
             rollout.state = RolloutState.AWAITING_APPROVAL
             rollout.save(update_fields=["state"])
             _event(actor, rollout, "awaiting_approval", "an admin must approve the promotion", verdict)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from console.audit import Actor, record_event
 from console.errors import Conflict, InvalidInput, NotFound
 from registry.models import ModelVersion, RegisteredModel
-from serving.models import Deployment, RolloutState
+from serving.models import Deployment, Rollout, RolloutState
 
 SETTINGS = ("max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes", "max_queue_depth",
             "default_timeout_ms", "min_workers", "instances")
@@ -73,9 +73,57 @@ def configure_deployment(*, actor: Actor, model: RegisteredModel, changes: dict[
                 setattr(deployment, field, changes[field])
         if deployment.max_queue_delay_ms and not deployment.max_batch_size:
             raise InvalidInput("max_queue_delay_ms needs batching: set max_batch_size above 0")
-        deployment.updated_at = timezone.now()
-        deployment.updated_by = actor.user if actor.user is not None and actor.user.is_authenticated else None
+        _stamp(deployment, actor)
         deployment.save()
         record_event(actor=actor, action="deployment.configure", obj=deployment, before=before,
                      after=deployment.snapshot())
     return deployment
+
+
+def _stamp(deployment: Deployment, actor: Actor) -> None:
+    deployment.updated_at = timezone.now()
+    deployment.updated_by = actor.person
+
+
+def lock_deployment(*, actor: Actor, model: RegisteredModel) -> Deployment:
+    """The model's deployment, locked until the caller's transaction ends; created with the
+    defaults (and audited) when the model has none."""
+    deployment, created = Deployment.objects.select_for_update().get_or_create(
+        model=model, defaults={"updated_by": actor.person})
+    if created:
+        record_event(actor=actor, action="deployment.create", obj=deployment, after=deployment.snapshot())
+    return deployment
+
+
+def set_traffic(*, actor: Actor, deployment: Deployment, routes: list[dict[str, Any]] | None = None,
+                shadow: ModelVersion | None = None, shadow_percent: float = 0.0, standby: ModelVersion | None = None,
+                sticky: tuple[str, str] = ("", ""), active: ModelVersion | None = None) -> None:
+    """Traffic as a rollout steers it, replacing all of it (nothing given: all to the active
+    version); `active` also makes that version the active one. The caller holds the lock
+    (`lock_deployment`) and its transaction; stamped and audited with before and after."""
+    before = deployment.snapshot()
+    if active is not None:
+        deployment.active_version = active
+    deployment.routes = routes or []
+    deployment.shadow_version, deployment.shadow_percent = shadow, shadow_percent if shadow else 0.0
+    deployment.standby_version = standby
+    deployment.sticky_by, deployment.sticky_key = sticky
+    _stamp(deployment, actor)
+    deployment.save()
+    record_event(actor=actor, action="deployment.traffic", obj=deployment, before=before, after=deployment.snapshot())
+
+
+def deployment_is_steered(deployment: Deployment) -> bool:
+    """Whether a live rollout owns the deployment's traffic (it must end before the deployment goes)."""
+    return Rollout.objects.filter(model_id=deployment.model_id, state__in=RolloutState.live()).exists()
+
+
+def delete_deployment(*, actor: Actor, deployment: Deployment) -> None:
+    """Remove a model's serving settings: it is then served by its champion, else its newest ready version."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().select_related("model").get(pk=deployment.pk)
+        if deployment_is_steered(deployment):
+            raise Conflict(f"a rollout of model '{deployment.model.name}' is live and owns its deployment: "
+                           "promote or roll it back first")
+        record_event(actor=actor, action="deployment.delete", obj=deployment, before=deployment.snapshot())
+        deployment.delete()

@@ -1,12 +1,17 @@
 """Changes made in the Django admin (users, teams, memberships, models) are audited too."""
 
+import json
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 
-from console.models import AuditEvent, Team
+from console import services
+from console.models import AuditEvent, Membership, Team
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +32,7 @@ def test_creating_a_team_in_the_admin_writes_an_event(admin_browser: Client) -> 
     team = Team.objects.get(name="vision")
     event = AuditEvent.objects.get(action="team.create")
     assert event.actor_username == "admin" and event.object_id == str(team.pk)
-    assert event.after["name"] == "vision"
+    assert event.after is not None and event.after["name"] == "vision"
 
 
 def test_changing_a_user_in_the_admin_records_before_and_after_without_the_password(
@@ -41,6 +46,7 @@ def test_changing_a_user_in_the_admin_records_before_and_after_without_the_passw
     })
     assert response.status_code == 302, response.content[:2000]
     event = AuditEvent.objects.get(action="user.update")
+    assert event.before is not None and event.after is not None
     assert event.before["first_name"] == "" and event.after["first_name"] == "Vera"
     assert "password" not in event.after
     assert get_user_model().objects.get(pk=viewer.pk).first_name == "Vera"
@@ -69,7 +75,112 @@ def test_traffic_set_in_the_admin_goes_through_the_audited_service(admin_browser
     assert response.status_code == 302, response.content.decode()[-3000:]
     deployment.refresh_from_db()
     assert deployment.routes == [{"version": 1, "weight": 80}, {"version": 2, "weight": 20}]
-    assert deployment.shadow_version.number == 2 and deployment.shadow_percent == 5
+    assert deployment.snapshot()["shadow_version"] == 2 and deployment.shadow_percent == 5
     event = AuditEvent.objects.filter(action="deployment.configure").latest("id")
-    assert event.actor_username == "admin" and event.after["routes"][1] == {"version": 2, "weight": 20}
-    assert event.after["shadow_version"] == 2
+    assert event.actor_username == "admin" and event.after is not None
+    assert event.after["routes"][1] == {"version": 2, "weight": 20} and event.after["shadow_version"] == 2
+
+
+def last_event_id() -> int:
+    return AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def test_changing_a_password_in_the_admin_writes_one_event_without_secrets(
+    admin_browser: Client, cast: dict[str, Any]
+) -> None:
+    viewer = cast["viewer"]
+    mark = last_event_id()
+    new = "a-brand-new-horse-battery"
+    response = admin_browser.post(f"/admin/auth/user/{viewer.pk}/password/", {
+        "usable_password": "true", "password1": new, "password2": new,
+    })
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    viewer.refresh_from_db()
+    assert viewer.check_password(new)
+    event = AuditEvent.objects.get(id__gt=mark)
+    assert event.action == "user.password_change" and event.actor_username == "admin"
+    assert event.object_id == str(viewer.pk) and event.before is None
+    assert event.after == {"username": "viewer", "usable_password": True}
+    written = json.dumps([event.before, event.after, event.object_repr])
+    assert new not in written and viewer.password not in written
+
+
+def test_a_refused_password_change_writes_no_event(admin_browser: Client, cast: dict[str, Any]) -> None:
+    viewer = cast["viewer"]
+    mark = last_event_id()
+    response = admin_browser.post(f"/admin/auth/user/{viewer.pk}/password/", {
+        "usable_password": "true", "password1": "a-brand-new-horse", "password2": "another-horse",
+    })
+    assert response.status_code == 200
+    assert "The two password fields didn’t match." in response.content.decode()
+    assert not AuditEvent.objects.filter(id__gt=mark).exists()
+
+
+def test_a_password_change_whose_event_fails_is_not_saved(
+    admin_browser: Client, cast: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**kwargs: Any) -> None:
+        raise RuntimeError("the audit log is unavailable")
+
+    monkeypatch.setattr(services, "audit_password_change", refuse)
+    with pytest.raises(RuntimeError, match="the audit log is unavailable"):
+        admin_browser.post(f"/admin/auth/user/{cast['viewer'].pk}/password/", {
+            "usable_password": "true", "password1": "a-brand-new-horse", "password2": "a-brand-new-horse",
+        })
+    assert get_user_model().objects.get(pk=cast["viewer"].pk).check_password(PASSWORD)
+
+
+def test_membership_rows_edited_inline_write_one_event_each(
+    admin_browser: Client, cast: dict[str, Any], teams: dict[str, Team]
+) -> None:
+    team = teams["ml"]
+    engineer, viewer = (Membership.objects.get(team=team, user=cast[who]) for who in ("engineer", "viewer"))
+    mark = last_event_id()
+    response = admin_browser.post(f"/admin/console/team/{team.pk}/change/", {
+        "name": "ml", "description": "Machine learning",
+        "memberships-TOTAL_FORMS": "3", "memberships-INITIAL_FORMS": "2",
+        "memberships-0-id": engineer.pk, "memberships-0-team": team.pk, "memberships-0-user": cast["engineer"].pk,
+        "memberships-0-role": "viewer",
+        "memberships-1-id": viewer.pk, "memberships-1-team": team.pk, "memberships-1-user": cast["viewer"].pk,
+        "memberships-1-role": "viewer", "memberships-1-DELETE": "on",
+        "memberships-2-team": team.pk, "memberships-2-user": cast["outsider"].pk, "memberships-2-role": "engineer",
+    })
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    events = {e["action"]: e for e in AuditEvent.objects.filter(id__gt=mark).values("action", "object_id",
+                                                                                     "before", "after")}
+    assert sorted(events) == ["membership.create", "membership.delete", "membership.update", "team.update"]
+    assert events["membership.update"]["before"] == {"id": engineer.pk, "team": team.pk, "user": cast["engineer"].pk,
+                                                     "role": "engineer"}
+    assert events["membership.update"]["after"] == {**events["membership.update"]["before"], "role": "viewer"}
+    assert events["membership.delete"]["object_id"] == str(viewer.pk)
+    joined = Membership.objects.get(team=team, user=cast["outsider"])
+    assert events["membership.create"]["after"] == {"id": joined.pk, "team": team.pk, "user": cast["outsider"].pk,
+                                                    "role": "engineer"}
+
+
+def test_ensure_admin_creates_the_admin_through_the_audited_service(db: Any) -> None:
+    call_command("ensure_admin", username="root", stdout=StringIO())
+    call_command("ensure_admin", username="root", stdout=StringIO())
+    event = AuditEvent.objects.get(action="user.create")
+    assert event.actor_username == "ensure_admin" and event.after == {"username": "root", "is_superuser": True}
+
+
+def test_changing_ones_own_password_in_the_admin_writes_one_event_without_secrets(
+    admin_browser: Client, cast: dict[str, Any]
+) -> None:
+    mark = last_event_id()
+    new = "a-brand-new-horse-battery"
+    refused = admin_browser.post("/admin/password_change/", {
+        "old_password": "not-it", "new_password1": new, "new_password2": new,
+    })
+    assert refused.status_code == 200 and not AuditEvent.objects.filter(id__gt=mark).exists()
+    response = admin_browser.post("/admin/password_change/", {
+        "old_password": PASSWORD, "new_password1": new, "new_password2": new,
+    })
+    assert response.status_code == 302 and response["Location"] == "/admin/password_change/done/"
+    admin = get_user_model().objects.get(pk=cast["admin"].pk)
+    assert admin.check_password(new)
+    event = AuditEvent.objects.get(id__gt=mark)
+    assert event.action == "user.password_change" and event.actor_username == "admin"
+    assert event.after == {"username": "admin", "usable_password": True}
+    assert new not in json.dumps(event.after) and admin.password not in json.dumps(event.after)

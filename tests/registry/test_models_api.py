@@ -93,7 +93,7 @@ def test_aliases_point_at_one_version_and_move_atomically(engineer: Any) -> None
     assert moved.json()["version"] == second
     assert Alias.objects.filter(name="champion").count() == 1
     assert engineer.get("/api/v1/models/iris/").json()["aliases"] == {"challenger": second, "champion": second}
-    event = AuditEvent.objects.filter(action="alias.set").order_by("-id").first()
+    event = AuditEvent.objects.filter(action="alias.set").latest("id")
     assert event.before == {"alias": "champion", "version": first}
     assert event.after == {"alias": "champion", "version": second}
     assert engineer.get("/api/v1/models/iris/aliases/champion").json()["version"] == second

@@ -67,7 +67,7 @@ def test_it_registers_a_version_with_checksum_signature_and_metadata(engineer: A
     assert Path(version.artifact.path).read_bytes() == data
     assert version.artifact.name == "models/iris/1/model.onnx"
     event = AuditEvent.objects.get(action="version.create")
-    assert event.actor_username == "engineer" and event.after["sha256"] == body["sha256"]
+    assert event.actor_username == "engineer" and event.after is not None and event.after["sha256"] == body["sha256"]
 
 
 def test_identical_bytes_are_answered_with_the_existing_version(engineer: Any, model: Any) -> None:

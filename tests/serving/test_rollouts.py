@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from console.audit import Actor
+from console.errors import Conflict
 from console.models import AuditEvent
 from serving import rollouts
 from serving.models import Deployment, Rollout
+from serving.services import delete_deployment
 
 
 def start(client: Any, **body: Any) -> Any:
@@ -24,7 +26,7 @@ def test_canary_sets_its_first_step_and_records_it(iris: Any, client_for: Any) -
     assert body["steps"] == [10, 50, 100] and body["state"] == "running" and body["stable_version"] == 1
     # First the candidate is warmed on the workers, with no traffic...
     deployment = Deployment.objects.get(model=iris)
-    assert body["step_index"] == -1 and deployment.standby_version.number == 2 and deployment.routes == []
+    assert body["step_index"] == -1 and deployment.snapshot()["standby_version"] == 2 and deployment.routes == []
     # ...then (the beat sees it held: tests/integration) its first step.
     rollouts.tick(body["id"])
     assert Rollout.objects.get(pk=body["id"]).step_index == -1  # no worker holds it here: still warming
@@ -105,7 +107,7 @@ def test_approval_before_the_final_step_is_an_admins(iris: Any, client_for: Any)
     base = f"/api/v1/models/iris/rollouts/{rollout['id']}"
     record = Rollout.objects.get(pk=rollout["id"])
     deployment = Deployment.objects.get(model=iris)
-    assert deployment.standby_version.number == 2 and deployment.routes == []
+    assert deployment.snapshot()["standby_version"] == 2 and deployment.routes == []
     rollouts._enter_step(Actor.system("tests"), record, deployment, 0)  # the workers are warm
     assert Rollout.objects.get(pk=record.pk).state == "awaiting_approval"
     assert engineer.post(f"{base}/approve/").json()["detail"] == "only an admin can approve a rollout's final step"
@@ -117,7 +119,7 @@ def test_approval_before_the_final_step_is_an_admins(iris: Any, client_for: Any)
     promoted = engineer.post(f"{base}/promote/").json()
     assert promoted["state"] == "promoted"
     assert iris.aliases.get(name="champion").version.number == 2
-    assert Deployment.objects.get(model=iris).active_version.number == 2
+    assert Deployment.objects.get(model=iris).snapshot()["active_version"] == 2
 
 
 @pytest.mark.django_db
@@ -125,3 +127,53 @@ def test_direct_promotes_at_once(iris: Any, client_for: Any) -> None:
     body = start(client_for("engineer"), candidate=2, strategy="direct").json()
     assert body["state"] == "promoted" and [e["kind"] for e in body["events"]] == ["start", "promote"]
     assert iris.aliases.get(name="champion").version.number == 2
+
+
+@pytest.mark.django_db
+def test_every_deployment_write_of_a_rollout_is_stamped_and_audited(iris: Any, client_for: Any,
+                                                                      cast: dict[str, Any]) -> None:
+    body = start(client_for("engineer"), candidate=2, strategy="canary").json()
+    deployment = Deployment.objects.get(model=iris)
+    assert deployment.updated_by == cast["engineer"]
+    warming = AuditEvent.objects.filter(action="deployment.traffic").latest("id")
+    assert warming.actor_username == "engineer"
+    assert warming.after is not None and warming.after["standby_version"] == 2
+    assert warming.before == {**warming.after, "standby_version": None}
+    stamped = deployment.updated_at
+    rollouts._enter_step(Actor.system("rollouts"), Rollout.objects.get(pk=body["id"]), deployment, 0)
+    deployment.refresh_from_db()
+    assert deployment.updated_by is None and deployment.updated_at > stamped  # the beat is no person
+    step = AuditEvent.objects.filter(action="deployment.traffic").latest("id")
+    assert step.actor_username == "rollouts" and step.before is not None and step.before["routes"] == []
+    assert step.after == {**step.before, "standby_version": None,
+                          "routes": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]}
+    rollouts.control(actor=Actor(user=cast["admin"]), rollout=Rollout.objects.get(pk=body["id"]), action="promote")
+    deployment.refresh_from_db()
+    assert deployment.updated_by == cast["admin"] and deployment.snapshot()["active_version"] == 2
+    promoted = AuditEvent.objects.filter(action="deployment.traffic").latest("id")
+    assert promoted.before is not None and promoted.before["active_version"] == 1
+    assert promoted.after == {**promoted.before, "active_version": 2, "routes": []}
+
+
+@pytest.mark.django_db
+def test_a_rollout_of_a_model_without_a_deployment_creates_one_audited(iris: Any, client_for: Any,
+                                                                       cast: dict[str, Any]) -> None:
+    Deployment.objects.filter(model=iris).delete()  # served by its newest ready version, v2
+    body = start(client_for("engineer"), candidate=1, strategy="direct").json()
+    assert body["state"] == "promoted"
+    actions = AuditEvent.objects.filter(action__startswith="deployment.").order_by("id").values_list("action",
+                                                                                                    flat=True)
+    assert list(actions) == ["deployment.create", "deployment.traffic"]
+    deployment = Deployment.objects.get(model=iris)
+    assert deployment.updated_by == cast["engineer"] and deployment.snapshot()["active_version"] == 1
+
+
+@pytest.mark.django_db
+def test_a_deployment_a_rollout_steers_is_not_deleted(iris: Any, client_for: Any, cast: dict[str, Any]) -> None:
+    start(client_for("engineer"), candidate=2, strategy="shadow")
+    deployment = Deployment.objects.get(model=iris)
+    with pytest.raises(Conflict, match="a rollout of model 'iris' is live and owns its deployment: "
+                                       "promote or roll it back first"):
+        delete_deployment(actor=Actor(user=cast["admin"]), deployment=deployment)
+    assert Deployment.objects.filter(pk=deployment.pk).exists()
+    assert not AuditEvent.objects.filter(action="deployment.delete").exists()

@@ -1,7 +1,10 @@
+"""`manage.py create_token USER --scope ...`: mint an API token from the command line."""
+
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from console import services
@@ -13,7 +16,7 @@ from console.errors import PaddockError
 class Command(BaseCommand):
     help = "Create an API token for USER and print it (for scripts)."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("user")
         parser.add_argument("--scope", action="append", choices=ALL_SCOPES, required=True,
                             help="repeat for several scopes")
@@ -21,16 +24,18 @@ class Command(BaseCommand):
         parser.add_argument("--model", action="append", default=[], help="limit to this model (repeatable)")
         parser.add_argument("--expires-days", type=int, default=None)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Print only the raw token, for scripts to capture; CommandError when the user is unknown
+        or the token is refused."""
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:
             raise CommandError(f"no user named '{options['user']}'")
         days = options["expires_days"]
-        expires_at = timezone.now() + timedelta(days=int(days)) if days else None  # type: ignore[arg-type]
+        expires_at = timezone.now() + timedelta(days=int(days)) if days else None
         try:
             _, raw = services.create_token(
                 actor=Actor.system("create_token"), user=user, name=str(options["name"]),
-                scopes=list(options["scope"]), model_names=list(options["model"]),  # type: ignore[call-overload]
+                scopes=list(options["scope"]), model_names=list(options["model"]),
                 expires_at=expires_at,
             )
         except PaddockError as exc:

@@ -1,30 +1,30 @@
+"""`manage.py ensure_admin`: create the superuser unless it exists, so it is safe on every start."""
+
 import os
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.core.management.base import BaseCommand, CommandParser
 
-from console.audit import Actor, record_event
+from console import services
+from console.audit import Actor
 
 
 class Command(BaseCommand):
     help = "Create the superuser 'admin' if missing; its password comes from PADDOCK_ADMIN_PASSWORD or is printed once."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
 
     def handle(self, *args: object, **options: object) -> None:
+        """Create the user through the audited service; leave an existing one untouched."""
         User = get_user_model()
         username = str(options["username"])
         if User.objects.filter(username=username).exists():
             self.stdout.write(f"admin user '{username}' exists")
             return
         password = os.environ.get("PADDOCK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-        with transaction.atomic():
-            user = User.objects.create_superuser(username=username, email="", password=password)
-            record_event(actor=Actor.system("ensure_admin"), action="user.create", obj=user,
-                         after={"username": username, "is_superuser": True})
+        services.create_superuser(actor=Actor.system("ensure_admin"), username=username, password=password)
         if os.environ.get("PADDOCK_ADMIN_PASSWORD"):
             self.stdout.write(f"created admin user '{username}' with the password from PADDOCK_ADMIN_PASSWORD")
         else:

@@ -12,13 +12,13 @@ from urllib.parse import urlparse
 import redis
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
     help = "Run Paddock (web, worker, beat) in the foreground, with an embedded Redis when needed."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("PADDOCK_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PADDOCK_PORT", "8000")))
 
@@ -93,7 +93,8 @@ class Command(BaseCommand):
         while not stop["now"]:
             for child in children:
                 if child.poll() is not None:
-                    self.stderr.write(f"{' '.join(map(str, child.args))[:80]} exited with {child.returncode}")
+                    command = child.args if isinstance(child.args, list) else [child.args]
+                    self.stderr.write(f"{' '.join(map(str, command))[:80]} exited with {child.returncode}")
                     return
             time.sleep(0.5)
 

@@ -1,3 +1,5 @@
+"""`manage.py verify_audit`: check the audit log's hash chain."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from console.audit import first_broken_link
@@ -8,6 +10,7 @@ class Command(BaseCommand):
     help = "Check the audit log's hash chain; report the first broken link."
 
     def handle(self, *args: object, **options: object) -> None:
+        """Walk the chain from the first event; a broken link fails the command (exit status 1)."""
         broken = first_broken_link()
         if broken is not None:
             event_id, why = broken

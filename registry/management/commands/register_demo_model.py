@@ -1,8 +1,10 @@
+"""`manage.py register_demo_model`: the demo ONNX model in team 'demo', through the audited services."""
+
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 
 from console.audit import Actor
-from console.models import Team
+from console.services import ensure_team
 from registry import services
 from registry.demo import DEMO_MODEL_NAME, build_demo_onnx
 from registry.models import RegisteredModel
@@ -13,7 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         actor = Actor.system("register_demo_model")
-        team, _ = Team.objects.get_or_create(name="demo", defaults={"description": "Demo models"})
+        team = ensure_team(actor=actor, name="demo", description="Demo models")
         model = RegisteredModel.objects.filter(name=DEMO_MODEL_NAME).first()
         if model is None:
             model = services.create_model(
