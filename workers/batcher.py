@@ -315,7 +315,7 @@ class Batcher:
             held = route.held_numbers
             for number, version in route.versions.items():
                 deployed = number in held
-                if version.status != "ready" or not (deployed or version.version_id in wanted):
+                if not version.is_servable() or not (deployed or version.version_id in wanted):
                     continue
                 count = min(route.settings["min_workers"], len(workers))
                 if self.consumer not in rendezvous(version.version_id, workers, count):

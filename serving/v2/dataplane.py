@@ -41,6 +41,7 @@ from console.errors import (
     ServiceUnavailable,
     error_of,
 )
+from registry.choices import VersionStatus
 from serving import metrics
 from serving.livestats import LiveStats
 from serving.v2 import resp, traffic, wire
@@ -153,9 +154,9 @@ class DataPlane:
         version = route.versions.get(number)
         if version is None:
             raise NotFound(f"model '{route.name}' has no version {number}")
-        if version.status == "failed":
+        if version.status == VersionStatus.FAILED:
             raise NotFound(f"model '{route.name}' version {number} failed validation and cannot serve")
-        if version.status != "ready":
+        if not version.is_servable():
             raise ModelNotReady(f"model '{route.name}' version {number} is not ready ({version.status})")
         return version
 
@@ -232,7 +233,7 @@ class DataPlane:
         if not traffic.mirrored(route):
             return
         version = route.versions.get(route.shadow[0]) if route.shadow else None
-        if version is None or version.status != "ready":
+        if version is None or not version.is_servable():
             return
         if len(self.shadow_outbox) + len(self.shadows) >= MAX_SHADOW_BACKLOG:
             metrics.shadow(route.name, str(version.number), "skipped", None)  # the shadow can't keep up

@@ -30,6 +30,10 @@ class VersionRoute:
     sha256: str
     stream: str  # its Redis request stream (serving.v2.wire.stream_key), computed once
 
+    def is_servable(self) -> bool:
+        """Validated and ready: the only status that takes traffic."""
+        return self.status == VersionStatus.READY
+
 
 @dataclass(frozen=True, slots=True)
 class ModelRoute:
@@ -50,7 +54,7 @@ class ModelRoute:
     @property
     def ready_numbers(self) -> list[int]:
         """Numbers of the versions that can serve, newest first."""
-        return sorted(n for n, v in self.versions.items() if v.status == VersionStatus.READY)
+        return sorted(n for n, v in self.versions.items() if v.is_servable())
 
     @property
     def weights(self) -> list[tuple[int, float]]:
@@ -113,7 +117,7 @@ def _active(model: RegisteredModel, deployment: Deployment | None, versions: dic
     champion = next((a for a in model.aliases.all() if a.name == "champion"), None)
     if champion is not None and champion.version.status == VersionStatus.READY:
         return champion.version.number
-    ready = [n for n, v in versions.items() if v.status == VersionStatus.READY]
+    ready = [n for n, v in versions.items() if v.is_servable()]
     return max(ready) if ready else None
 
 
