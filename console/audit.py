@@ -1,12 +1,21 @@
 """Who did something, and the one way to write it down: `record_event`, inside the caller's
-transaction, chained by hash to the previous event."""
+transaction, chained to the previous event by an HMAC under a key kept outside the database
+(PADDOCK_AUDIT_KEYS, or one derived from SECRET_KEY), so that whoever can write the database
+cannot recompute the chain. `anchor_audit_head_now` writes the chain's head where the database user cannot
+rewrite it (a file and a log line), so that a cut tail is found too (`first_broken_link`)."""
 
+import hashlib
+import hmac
 import ipaddress
 import json
+import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.http import HttpRequest
 from django.utils import timezone
@@ -19,6 +28,8 @@ if TYPE_CHECKING:
     from console.models import ApiToken
 
 GENESIS_HASH = "0" * 64
+DERIVED_KEY_ID = "secret-key"  # the key derived from SECRET_KEY when PADDOCK_AUDIT_KEYS is unset
+logger = logging.getLogger("paddock.audit")
 # Any constant: serialises writers of the chain on Postgres until their transaction ends.
 _AUDIT_LOCK_KEY = 0x5041_4444  # "PADD"
 
@@ -72,6 +83,22 @@ def client_address(request: HttpRequest) -> str:
         return ""
 
 
+def audit_keys() -> list[tuple[str, bytes]]:
+    """The chain's keys, the current one first: PADDOCK_AUDIT_KEYS ("id:secret,..."), or one
+    derived from SECRET_KEY."""
+    if not settings.PADDOCK_AUDIT_KEYS:
+        derived = hmac.new(settings.SECRET_KEY.encode(), b"paddock audit chain", hashlib.sha256).digest()
+        return [(DERIVED_KEY_ID, derived)]
+    keys = []
+    for item in settings.PADDOCK_AUDIT_KEYS:
+        key_id, _, secret = item.partition(":")
+        if not key_id or len(key_id) > 32 or len(secret) < 16:
+            raise ImproperlyConfigured("PADDOCK_AUDIT_KEYS takes 'id:secret' items: an id of at most 32 "
+                                       "characters and a secret of at least 16")
+        keys.append((key_id, secret.encode()))
+    return keys
+
+
 def _json_safe(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value, default=str))
 
@@ -114,20 +141,67 @@ def record_event(
         request_id=actor.request_id,
         prev_hash=previous or GENESIS_HASH,
     )
-    event.hash = event.compute_hash()
+    event.key_id, key = audit_keys()[0]
+    event.hash = event.compute_hash(key)
     event.save()
     return event
 
 
 def first_broken_link() -> tuple[int, str] | None:
     """Walk the chain from the start; return (event id, why) for the first event that does not
-    hold, or None when every link holds."""
+    hold, or None when every link holds and every anchor written so far is still in the chain."""
+    keys = dict(audit_keys())
     expected_prev = GENESIS_HASH
+    hashes: dict[int, str] = {}
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
         if event.prev_hash != expected_prev:
             return event.pk, "its prev_hash does not match the hash of the event before it"
-        if event.compute_hash() != event.hash:
+        if not event.key_id:
+            return event.pk, "its hash is not keyed (written or rewritten without the audit key)"
+        if event.key_id not in keys:
+            return event.pk, f"it is signed with key '{event.key_id}', which PADDOCK_AUDIT_KEYS does not list"
+        if event.compute_hash(keys[event.key_id]) != event.hash:
             return event.pk, "its contents do not match its hash (edited after it was written)"
         expected_prev = event.hash
+        hashes[event.pk] = event.hash
+    for anchor in read_anchors():
+        kept = hashes.get(anchor["id"])
+        if kept is None:
+            last = max(hashes, default=0)
+            return anchor["id"], (f"the chain ends at event {last} but the anchor of {anchor['at']} names event "
+                                  f"{anchor['id']}: events were removed from its tail")
+        if kept != anchor["hash"]:
+            return anchor["id"], f"its hash differs from the one anchored at {anchor['at']} (the chain was rewritten)"
     return None
 
+
+def anchor_audit_head_now() -> dict[str, Any] | None:
+    """Append the chain's head (last id and hash) to PADDOCK_AUDIT_ANCHOR_FILE and log it; None
+    for an empty chain. A deployment ships that file or log line somewhere the database's users
+    cannot write (a log service, object storage with retention) so that it outlives them."""
+    head = AuditEvent.objects.order_by("-id").values("id", "hash", "created_at").first()
+    if head is None:
+        return None
+    anchor = {"id": head["id"], "hash": head["hash"], "event_at": head["created_at"].isoformat(),
+              "at": timezone.now().isoformat(timespec="seconds")}
+    path = Path(settings.PADDOCK_AUDIT_ANCHOR_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as anchors:
+        anchors.write(json.dumps(anchor, sort_keys=True) + "\n")
+    logger.warning("audit chain head: event %s hash %s", anchor["id"], anchor["hash"])
+    return anchor
+
+
+def read_anchors() -> list[dict[str, Any]]:
+    """The anchors written so far (a missing file: none; an unreadable line is skipped with a warning)."""
+    path = Path(settings.PADDOCK_AUDIT_ANCHOR_FILE)
+    if not path.exists():
+        return []
+    anchors = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            anchor = json.loads(line)
+            anchors.append({"id": int(anchor["id"]), "hash": str(anchor["hash"]), "at": str(anchor["at"])})
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s line %d is not an anchor; skipped", path, number)
+    return anchors

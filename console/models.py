@@ -1,6 +1,7 @@
 """People's side: teams and roles, API tokens, and the append-only audit log."""
 
 import hashlib
+import hmac
 import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,8 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # The HMAC key (PADDOCK_AUDIT_KEYS id) that signed `hash`; every event is keyed since 0003.
+    key_id = models.CharField(max_length=32, blank=True, default="")
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -183,8 +186,9 @@ class AuditEvent(models.Model):
             return f"{self.actor_username} (token {self.actor_token_name})"
         return self.actor_username or "system"
 
-    def compute_hash(self) -> str:
-        """SHA-256 of the previous hash and every recorded column, as canonical JSON."""
+    def compute_hash(self, key: bytes | None = None) -> str:
+        """HMAC-SHA256 under `key` (plain SHA-256 without one: events before the chain was keyed)
+        of the previous hash and every recorded column, as canonical JSON."""
         import json
 
         created = self.created_at.astimezone(UTC).isoformat(timespec="microseconds")
@@ -204,5 +208,7 @@ class AuditEvent(models.Model):
             "client_address": self.client_address,
             "request_id": self.request_id,
         }
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+        if key is None:
+            return hashlib.sha256(canonical).hexdigest()
+        return hmac.new(key, canonical, hashlib.sha256).hexdigest()

@@ -128,6 +128,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # Uploads: anything above 2.5 MB streams to a temporary file, never into memory.
 PADDOCK_MAX_UPLOAD_BYTES = env_int("PADDOCK_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1)
+# Every other request body Django serves (forms, JSON); console/bodylimit.py refuses more with 413.
+PADDOCK_MAX_REQUEST_BYTES = env_int("PADDOCK_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Validation: the largest batch the smoke inference tries (a fixed batch axis wins).
@@ -156,7 +158,17 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 PADDOCK_ROLLUP_10S_RETENTION_HOURS = env_int("PADDOCK_ROLLUP_10S_RETENTION_HOURS", 24, minimum=1)
 PADDOCK_ROLLUP_1M_RETENTION_HOURS = env_int("PADDOCK_ROLLUP_1M_RETENTION_HOURS", 14 * 24, minimum=1)
 PADDOCK_ROLLOUT_TICK_SECONDS = env_float("PADDOCK_ROLLOUT_TICK_SECONDS", 2.0, minimum=0.2)
+# The audit chain is keyed (HMAC-SHA256) by keys kept outside the database: "id:secret,..." with
+# the current key first; older ones still verify the events they signed (rotation). Unset, one
+# key is derived from SECRET_KEY. Each day's head (id, hash) is appended to the anchor file and
+# logged, where the database user cannot rewrite it (docs/security.md: how to anchor it).
+PADDOCK_AUDIT_KEYS = env_list("PADDOCK_AUDIT_KEYS")
+PADDOCK_AUDIT_ANCHOR_FILE = env_str("PADDOCK_AUDIT_ANCHOR_FILE", str(VAR_DIR / "audit-anchors.jsonl"))
 CELERY_BEAT_SCHEDULE = {
+    "anchor-audit-head": {
+        "task": "console.tasks.anchor_audit_head",
+        "schedule": 24 * 3600.0,
+    },
     "requeue-stale-validations": {
         "task": "registry.tasks.requeue_stale_validations",
         "schedule": 60.0,
