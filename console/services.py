@@ -78,8 +78,8 @@ def delete_team(*, actor: Actor, team: Team) -> None:
         team.delete()
 
 
-def create_superuser(*, actor: Actor, username: str, password: str) -> Any:
-    """A new superuser; its password (or hash) never reaches the audit log."""
+def create_superuser(*, actor: Actor, username: str, password: str | None) -> Any:
+    """A new superuser (password None: unusable until set); its password never reaches the audit log."""
     with transaction.atomic():
         user = get_user_model().objects.create_superuser(username=username, email="", password=password)
         record_event(actor=actor, action="user.create", obj=user, after={"username": username, "is_superuser": True})

@@ -19,6 +19,13 @@ if not SECRET_KEY:
         SECRET_KEY = _INSECURE_KEY
     else:
         raise ImproperlyConfigured("SECRET_KEY is not set (or set DEBUG=1 for development)")
+# A placeholder copied from .env.example, or a short key, signs sessions anyone can forge.
+_PLACEHOLDER_KEYS = {"change-me", "changeme", "secret", "secret-key", "your-secret-key", _INSECURE_KEY}
+if (not DEBUG and not env_bool("PADDOCK_ALLOW_INSECURE_KEY", False)
+        and (SECRET_KEY.lower() in _PLACEHOLDER_KEYS or len(SECRET_KEY) < 32)):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is a placeholder or shorter than 32 characters: set a long random one, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -158,6 +165,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 PADDOCK_ROLLUP_10S_RETENTION_HOURS = env_int("PADDOCK_ROLLUP_10S_RETENTION_HOURS", 24, minimum=1)
 PADDOCK_ROLLUP_1M_RETENTION_HOURS = env_int("PADDOCK_ROLLUP_1M_RETENTION_HOURS", 14 * 24, minimum=1)
 PADDOCK_ROLLOUT_TICK_SECONDS = env_float("PADDOCK_ROLLOUT_TICK_SECONDS", 2.0, minimum=0.2)
+# The Redis `make run` starts: a memory ceiling with `noeviction`, so that a full Redis refuses new
+# requests with a clear 503 instead of evicting queued requests, replies or Celery's messages.
+PADDOCK_EMBEDDED_REDIS_MAXMEMORY = env_str("PADDOCK_EMBEDDED_REDIS_MAXMEMORY", "512mb")
 # The audit chain is keyed (HMAC-SHA256) by keys kept outside the database: "id:secret,..." with
 # the current key first; older ones still verify the events they signed (rotation). Unset, one
 # key is derived from SECRET_KEY. Each day's head (id, hash) is appended to the anchor file and

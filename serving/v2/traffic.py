@@ -57,9 +57,17 @@ def compare(live: dict[str, np.ndarray], shadow: dict[str, np.ndarray]) -> dict[
         if got is None or got.shape != expected.shape or expected.dtype.kind not in "fiub":
             max_diff = float("inf")
             continue
+        live_values, shadow_values = expected.astype(np.float64), got.astype(np.float64)
         if expected.size:
-            max_diff = max(max_diff, float(np.max(np.abs(expected.astype(np.float64) - got.astype(np.float64)))))
+            # NaN where the other has a number is as far apart as values get; NaN in both agrees.
+            # (Plain max() would drop NaN: a shadow answering NaN would compare as identical.)
+            differ = np.abs(live_values - shadow_values)
+            differ[np.isnan(live_values) != np.isnan(shadow_values)] = np.inf
+            differ[np.isnan(live_values) & np.isnan(shadow_values)] = 0.0
+            max_diff = max(max_diff, float(np.max(differ)))
         if expected.ndim == 2 and expected.shape[1] > 1:
             rows += expected.shape[0]
-            agree += int(np.sum(np.argmax(expected, axis=1) == np.argmax(got, axis=1)))
+            same = np.argmax(expected, axis=1) == np.argmax(got, axis=1)
+            broken = np.isnan(shadow_values).any(axis=1) & ~np.isnan(live_values).any(axis=1)
+            agree += int(np.sum(same & ~broken))
     return {"max_abs_diff": max_diff, "rows": rows, "agree": agree}

@@ -32,6 +32,12 @@ def test_runstack_brings_everything_up_with_embedded_defaults_and_stops_on_ctrl_
         wait_until(lambda: port_open(web_port) or stack.poll() is not None, timeout=90)
         assert stack.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         assert port_open(redis_port), "the embedded Redis is not up"
+        import redis
+
+        embedded = redis.Redis(port=redis_port)
+        # A ceiling that refuses writes when full, never one that evicts queued requests.
+        assert embedded.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert embedded.config_get("maxmemory") == {"maxmemory": str(512 * 1024 * 1024)}
         assert (tmp_path / "paddock.sqlite3").exists()
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/login/") as response:
             assert response.status == 200

@@ -51,6 +51,14 @@ def test_compare_reports_max_difference_and_argmax_agreement() -> None:
     assert traffic.compare(live, {"probs": np.zeros((2, 2), np.float32)})["max_abs_diff"] == float("inf")
 
 
+def test_a_shadow_answering_nan_is_as_far_as_can_be_and_agrees_on_nothing() -> None:
+    live = {"probs": np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)}
+    shadow = {"probs": np.array([[np.nan, np.nan], [0.2, 0.8]], dtype=np.float32)}
+    assert traffic.compare(live, shadow) == {"max_abs_diff": float("inf"), "rows": 2, "agree": 1}
+    both = {"probs": np.array([[np.nan, 0.1]], dtype=np.float32)}
+    assert traffic.compare(both, {"probs": both["probs"].copy()}) == {"max_abs_diff": 0.0, "rows": 1, "agree": 1}
+
+
 def test_percentiles_from_the_merged_histogram() -> None:
     counts: Counter[str] = Counter()
     for ms in [1.5] * 98 + [40.0, 40.0]:

@@ -66,7 +66,8 @@ class Command(BaseCommand):
         port = str(url.port or 6379)
         self.stdout.write(f"starting an embedded Redis on port {port}")
         process = subprocess.Popen(
-            [binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--maxmemory", settings.PADDOCK_EMBEDDED_REDIS_MAXMEMORY, "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, start_new_session=True,
         )
         for _ in range(50):
