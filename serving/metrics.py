@@ -2,6 +2,7 @@
 /metrics (names follow Prometheus conventions; Triton's nv_inference_* set is the model).
 Worker-side figures (batches executed, versions held, memory) come from the workers' heartbeats."""
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,23 @@ def series(model: str, version: str) -> Series:
 def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """Workers whose heartbeat is fresh: name → {held versions, rss, host, pid, ts}."""
     return fresh_heartbeats(client.hgetall(workers_key()))
+
+
+def workers_seen_by(workers: dict[str, dict[str, Any]], *, model_names: set[str] | None,
+                    details: bool) -> dict[str, dict[str, Any]]:
+    """The workers as one caller may see them: only the holdings of models it may see
+    (`model_names`; None: every model), and their names (host and pid), host, pid and GPUs only
+    with `details` (admins; others get a stable opaque name). Other teams' model names, and where
+    the workers run, are not everyone's to read."""
+    seen = {}
+    for name, beat in workers.items():
+        held = [h for h in beat.get("held", []) if model_names is None or h.get("model") in model_names]
+        visible = {**beat, "held": held}
+        if not details:
+            visible.update(host=None, pid=None, gpus=[])
+            name = "worker-" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+        seen[name] = visible
+    return seen
 
 
 class WorkerCollector(Collector):

@@ -18,7 +18,7 @@ from console.htmx import htmx_partial
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from serving import live, livestats, rollouts
-from serving.metrics import live_workers
+from serving.metrics import live_workers, workers_seen_by
 from serving.models import GATE_DEFAULTS, Rollout, RolloutState, RolloutStrategy
 from serving.v2.routes import load_model_route
 
@@ -131,6 +131,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         Prefetch("rollouts", queryset=live_rollouts)))
     figures = live.models_figures(models, 60, conn)
     rows = sorted((_dashboard_row(model, figures[model.pk]) for model in models), key=lambda row: -(row["p99"] or 0))
-    context = {"rows": rows, "workers": sorted(live_workers(conn).items())}
+    admin = request.user.is_superuser
+    workers = workers_seen_by(live_workers(conn), model_names=None if admin else {m.name for m in models},
+                              details=admin)
+    context = {"rows": rows, "workers": sorted(workers.items()), "worker_details": admin}
     template = "serving/_dashboard_body.html" if htmx_partial(request) else "serving/dashboard.html"
     return render(request, template, context)

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.access import get_visible_model, request_token, require_engineer
+from console.access import get_visible_model, request_token, require_engineer, visible_models
 from console.audit import Actor
 from console.errors import InvalidInput, NotFound, ServiceUnavailable
 from serving import live, rollouts, rollups, services
@@ -27,7 +27,7 @@ from serving.api.serializers import (
     RolloutStartSerializer,
     WorkerSerializer,
 )
-from serving.metrics import live_workers
+from serving.metrics import live_workers, workers_seen_by
 from serving.models import Deployment, Rollout
 
 
@@ -63,15 +63,19 @@ class DeploymentView(APIView):
 
 
 class WorkerListView(APIView):
-    """Live workers (heartbeat in the last 5 s): what each holds, its memory, its batches; 503
-    while Redis is unavailable."""
+    """Live workers (heartbeat in the last 5 s): what each holds of the models you can see, its
+    memory, its batches (host, pid and GPUs for admins only); 503 while Redis is unavailable."""
 
     @extend_schema(responses=WorkerSerializer(many=True))
     def get(self, request: Request) -> Response:
         try:
-            workers = live_workers(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2))
+            beats = live_workers(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2))
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis is unavailable: {exc}") from None
+        token = request_token(request)
+        admin = request.user.is_superuser and (token is None or token.has_scope("admin"))
+        names = None if admin else set(visible_models(request.user, token).values_list("name", flat=True))
+        workers = workers_seen_by(beats, model_names=names, details=admin)
         now = time.time()
         body = [
             {"name": name, "host": beat.get("host"), "pid": beat.get("pid"), "memory_bytes": beat.get("rss"),
