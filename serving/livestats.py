@@ -5,6 +5,9 @@ Each web process counts in memory (a few dict increments per request) and once a
 its counts to one Redis hash per version and second, `{prefix}:stats:{version_id}:{epoch second}`
 (HINCRBY, so processes merge by addition; kept STATS_TTL_SECONDS). Fields:
   c{code}      requests answered with that HTTP status
+  g{code} j{i} the same status and total latency, for the requests rollout gates judge only: those
+               the deployment's split routed (not a version pinned in the path) and not refused by
+               the caller's own shorter deadline (a predict token must not steer a rollout)
   t{i} q{i} k{i}  latency histograms (total, queue, compute) over LATENCY_EDGES_MS, bucket i
   b{rows}      requests by the number of rows in the batch they ran in
   sn se sr sa  shadow: mirrored requests, shadow failures, rows compared, rows whose argmax agreed
@@ -64,12 +67,17 @@ class LiveStats:
         return counts
 
     def request(self, version_id: int, code: int, total_ms: float, queue_ms: float | None = None,
-                compute_ms: float | None = None, batch: int | None = None) -> None:
+                compute_ms: float | None = None, batch: int | None = None, *, gated: bool = True) -> None:
         """Count one answered request: its status and latency, and for one that reached a worker
-        (`queue_ms` given) its queue and compute latency and its batch's rows."""
+        (`queue_ms` given) its queue and compute latency and its batch's rows; `gated`: also in
+        the figures rollout gates judge (see the module's docstring)."""
         counts = self._counts(version_id)
         counts[f"c{code}"] += 1
-        counts[f"t{bucket(total_ms)}"] += 1
+        latency = bucket(total_ms)
+        counts[f"t{latency}"] += 1
+        if gated:
+            counts[f"g{code}"] += 1
+            counts[f"j{latency}"] += 1
         if queue_ms is not None:
             counts[f"q{bucket(queue_ms)}"] += 1
             counts[f"k{bucket(compute_ms or 0.0)}"] += 1
@@ -156,6 +164,18 @@ def read_window(conn: redis.Redis, version_id: int, start: int, end: int) -> Cou
     for counts in read_seconds(conn, version_id, range(start, end)).values():
         total.update(counts)
     return total
+
+
+def gated(counts: Counter[str]) -> Counter[str]:
+    """The counts as rollout gates see them: statuses and total latency of the gated requests only
+    (the other fields as they are), for `summarize`."""
+    view = Counter({field: n for field, n in counts.items() if field[0] not in "ctgj"})
+    for field, n in counts.items():
+        if field[0] == "g":
+            view["c" + field[1:]] = n
+        elif field[0] == "j":
+            view["t" + field[1:]] = n
+    return view
 
 
 def percentile(counts: Counter[str], prefix: str, q: float) -> float | None:

@@ -261,13 +261,17 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
     step_start = int(rollout.step_started_at.timestamp())
     start = max(step_start, end - int(gates["window_seconds"]))
     seconds = max(1, end - start)
-    candidate = livestats.summarize(livestats.read_window(conn, rollout.candidate_version_id, start, end), seconds)
+    # Gates judge the requests the split routed, never ones a caller pinned to a version or cut
+    # short with its own deadline (livestats.gated): a predict token cannot steer a rollout.
+    candidate = livestats.summarize(
+        livestats.gated(livestats.read_window(conn, rollout.candidate_version_id, start, end)), seconds)
     stable_start, stable_end = start, end
     if rollout.strategy == RolloutStrategy.BLUE_GREEN:
         # The stable version has no traffic after the switch: compare with its last window before.
         stable_start, stable_end = step_start - int(gates["window_seconds"]), step_start
-    stable = livestats.summarize(livestats.read_window(conn, rollout.stable_version_id, stable_start, stable_end),
-                                 max(1, stable_end - stable_start))
+    stable = livestats.summarize(
+        livestats.gated(livestats.read_window(conn, rollout.stable_version_id, stable_start, stable_end)),
+        max(1, stable_end - stable_start))
     failures: list[str] = []
     shadow = rollout.strategy == RolloutStrategy.SHADOW
     observed = candidate["shadow"]["requests"] if shadow else candidate["requests"]
