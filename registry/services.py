@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import shutil
@@ -115,13 +116,15 @@ def delete_model(*, actor: Actor, model: RegisteredModel) -> None:
 def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFile, declared_format: str = "",
                      signature: Any = None, description: str = "",
                      external_data: list[UploadedFile] | None = None) -> tuple[ModelVersion, bool]:
-    """Store a new immutable version and queue its validation; or, when the same bytes were
+    """Store a new immutable version and queue its validation; or, when the same files were
     uploaded to this model before, return that version. Returns (version, created).
 
     1. Refuse what is over the size limit before reading it.
-    2. Copy to a private temporary folder while hashing; identical bytes return the existing version.
+    2. Copy to a private temporary folder while hashing; a lone file already stored returns its version.
     3. Inspect the copy (format, signature, external-data paths) and refuse what is not a model.
-    4. In one transaction: number the version, store the files, write the row and the audit event;
+    4. Copy and hash the external-data files it reads; the same files (`version_checksum`) return
+       the existing version.
+    5. In one transaction: number the version, store the files, write the row and the audit event;
        validation is queued when it commits. On any failure the stored files are removed.
     """
     external_data = external_data or []
@@ -133,19 +136,26 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
     with tempfile.TemporaryDirectory(prefix="paddock-upload-") as scratch:
         local = Path(scratch) / filename
         sha256, size = _copy_hashing(upload, local)
-        existing = model.versions.filter(sha256=sha256).first()
-        if existing is not None:
+        if not external_data and (existing := _existing(model, sha256, external=False)) is not None:
             return existing, False
         inspection = inspect_artifact(local, declared_format=declared_format, signature=signature)
-        extra = _match_external_data(inspection.external_files, external_data)
-        metadata = {**inspection.metadata, "external_data": inspection.external_files}
+        matched = _match_external_data(list(inspection.external_files), external_data)
+        extra: dict[str, tuple[Path, str, int]] = {}  # location → (private copy, sha256, size)
+        for index, (location, part) in enumerate(matched.items()):
+            copy = Path(scratch) / f"external-{index}"  # by index: an uploaded name is not a safe path
+            extra[location] = (copy, *_copy_hashing(part, copy))
+        checksum = version_checksum(sha256, {location: digest for location, (_, digest, _) in extra.items()})
+        size += sum(length for _, _, length in extra.values())
+        if extra and (existing := _existing(model, checksum, external=True)) is not None:
+            return existing, False
+        metadata = {**inspection.metadata, "external_data": list(extra)}
         stored: list[str] = []
         try:
             with transaction.atomic():
                 locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
                 number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
                 version = ModelVersion(
-                    model=locked, number=number, original_filename=filename, sha256=sha256, size=size,
+                    model=locked, number=number, original_filename=filename, sha256=checksum, size=size,
                     format=inspection.format, metadata=metadata, inputs=inspection.inputs,
                     outputs=inspection.outputs, description=description,
                     created_by=actor.person,
@@ -154,17 +164,18 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
                     version.artifact.save(filename, File(handle), save=False)
                 stored.append(version.artifact.name)
                 folder = posixpath.dirname(version.artifact.name)
-                for location, part in extra.items():
-                    stored.append(_store_exact(posixpath.join(folder, location), part))
+                for location, (copy, _, _) in extra.items():
+                    tensor = inspection.external_files[location]
+                    stored.append(_store_exact(folder, location, copy, tensor))
                 version.save()
                 record_event(actor=actor, action="version.create", obj=version, after=version.snapshot())
                 from registry.tasks import validate_version
 
                 validate_version.delay_on_commit(version.pk)
         except IntegrityError:
-            # The same bytes won a race with this upload: answer with that version.
+            # The same files won a race with this upload: answer with that version.
             _remove(stored)
-            existing = model.versions.filter(sha256=sha256).first()
+            existing = model.versions.filter(sha256=checksum).first()
             if existing is None:
                 raise
             return existing, False
@@ -172,6 +183,24 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
             _remove(stored)
             raise
     return version, True
+
+
+def version_checksum(artifact_sha256: str, external: dict[str, str]) -> str:
+    """A version's identity. A lone file: its own sha256, as versions always had. With external
+    data: the sha256 of the JSON list of [path, sha256] pairs of every file, the model file first
+    under the path "" (its name is not part of it, as for a lone file), then each external-data
+    file under its path inside the version's folder, sorted."""
+    if not external:
+        return artifact_sha256
+    pairs = [["", artifact_sha256], *sorted([path, digest] for path, digest in external.items())]
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
+
+
+def _existing(model: RegisteredModel, checksum: str, *, external: bool) -> ModelVersion | None:
+    """The model's version with this checksum, when it has external data exactly when asked: a
+    lone file whose bytes happen to hash like a multi-file version's checksum is not that version."""
+    version = model.versions.filter(sha256=checksum).first()
+    return version if version is not None and bool(version.metadata.get("external_data")) == external else None
 
 
 def _copy_hashing(upload: UploadedFile, target: Path) -> tuple[str, int]:
@@ -201,8 +230,19 @@ def _match_external_data(locations: list[str], files: list[UploadedFile]) -> dic
     return matched
 
 
-def _store_exact(name: str, part: UploadedFile) -> str:
-    saved = default_storage.save(name, part)
+def _store_exact(folder: str, location: str, copy: Path, tensor: str) -> str:
+    """Store an external-data file at `location` inside the version's folder, or refuse it."""
+    name = posixpath.join(folder, location)
+    try:  # a symbolic link already on disk must not carry the file (or a runtime's read) elsewhere
+        root = os.path.join(os.path.realpath(default_storage.path("")), folder)  # MEDIA_ROOT may be a link
+        escapes = os.path.commonpath([root, os.path.realpath(default_storage.path(name))]) != root
+    except NotImplementedError:  # not a filesystem: nothing to follow
+        escapes = False
+    if escapes:
+        raise ArtifactRejected(f"external data location '{location}' of {tensor} resolves outside the "
+                               "version's folder through a symbolic link")
+    with copy.open("rb") as handle:
+        saved = default_storage.save(name, File(handle))
     if saved != name:
         default_storage.delete(saved)
         raise ArtifactRejected(f"external data file '{name}' could not be stored under its own name")

@@ -179,13 +179,33 @@ def test_it_asks_for_the_artifact_field(engineer: Any, model: Any) -> None:
     assert response.json()["detail"] == "send the model file as the multipart field 'artifact'"
 
 
+def checksum_preimage(graph: bytes, weights: bytes) -> bytes:
+    """What services.version_checksum hashes for a model file and its `weights.bin`, as documented."""
+    pairs = [["", hashlib.sha256(graph).hexdigest()], ["weights.bin", hashlib.sha256(weights).hexdigest()]]
+    return json.dumps(pairs, separators=(",", ":")).encode()
+
+
 def test_external_data_inside_the_folder_is_stored_beside_the_model(engineer: Any, model: Any) -> None:
-    weights = SimpleUploadedFile("weights.bin", b"\x00\x00\x80\x3f" * 8)
-    response = upload(engineer, built.external_data_onnx("weights.bin"), external_data=[weights])
+    graph, weights = built.external_data_onnx("weights.bin"), b"\x00\x00\x80\x3f" * 8
+    response = upload(engineer, graph, external_data=[SimpleUploadedFile("weights.bin", weights)])
     assert response.status_code == 201, response.content
     version = ModelVersion.objects.get(model=model)
-    assert (Path(version.artifact.path).parent / "weights.bin").read_bytes() == b"\x00\x00\x80\x3f" * 8
-    assert response.json()["metadata"]["external_data"] == ["weights.bin"]
+    assert (Path(version.artifact.path).parent / "weights.bin").read_bytes() == weights
+    body = response.json()
+    assert body["metadata"]["external_data"] == ["weights.bin"]
+    # The version is every file: its checksum covers the weights, its size counts them.
+    checksum = hashlib.sha256(checksum_preimage(graph, weights)).hexdigest()
+    assert (body["sha256"], body["size"]) == (checksum, len(graph) + len(weights))
+
+
+def test_a_lone_file_hashing_like_a_versions_checksum_is_not_that_version(engineer: Any, model: Any) -> None:
+    graph, weights = built.external_data_onnx("weights.bin"), b"\x00\x00\x80\x3f" * 8
+    upload(engineer, graph, external_data=[SimpleUploadedFile("weights.bin", weights)])
+    lookalike = checksum_preimage(graph, weights)
+    assert hashlib.sha256(lookalike).hexdigest() == ModelVersion.objects.get(model=model).sha256
+    response = upload(engineer, lookalike)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "not a model: the file is neither ONNX nor a TorchScript archive"
 
 
 def test_it_registers_torchscript_with_a_declared_signature(engineer: Any, model: Any) -> None:
@@ -195,6 +215,7 @@ def test_it_registers_torchscript_with_a_declared_signature(engineer: Any, model
     body = response.json()
     assert body["format"] == "torchscript"
     assert body["inputs"] == built.TORCHSCRIPT_SIGNATURE["inputs"]
+    assert body["metadata"]["torchscript_format_version"].isdigit()  # read from `archive/version`, a few bytes
 
 
 def test_a_viewer_cannot_upload_and_an_outsider_cannot_see_the_model(client_for: Any, model: Any) -> None:
