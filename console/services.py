@@ -10,7 +10,7 @@ from django.db.models import SET_NULL, ForeignObjectRel, Model
 from django.utils import timezone
 
 from console.audit import Actor, record_event
-from console.errors import Forbidden, InvalidInput
+from console.errors import Forbidden, InvalidInput, NotFound
 from console.models import ApiToken, Membership, Team, valid_scopes
 
 
@@ -25,22 +25,59 @@ def create_token(*, actor: Actor, user: Any, name: str, scopes: list[str], model
         raise InvalidInput("a token needs at least one scope")
     if "admin" in scopes and not user.is_superuser:
         raise Forbidden("only admins can hold tokens with the 'admin' scope")
-    if actor.token is not None and not all(actor.token.has_scope(scope) for scope in scopes):
-        # A token must not mint a stronger token than itself.
-        raise Forbidden("a token can only create tokens with scopes it holds itself")
+    model_names = sorted(set(model_names or []))
+    if actor.token is not None:  # minted over the API with a token: never stronger than that token
+        check_token_within(actor.token, scopes=scopes, model_names=model_names, expires_at=expires_at)
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("expires_at is in the past")
     raw, prefix, digest = ApiToken.generate()
     with transaction.atomic():
         token = ApiToken.objects.create(
             user=user, name=name, prefix=prefix, digest=digest, scopes=scopes,
-            model_names=sorted(set(model_names or [])), expires_at=expires_at,
+            model_names=model_names, expires_at=expires_at,
         )
         record_event(actor=actor, action="token.create", obj=token, after=token.snapshot())
     return token, raw
 
 
+def check_token_within(minting: ApiToken, *, scopes: list[str], model_names: list[str],
+                       expires_at: datetime | None) -> None:
+    """Forbidden unless a token with these grants is no stronger than `minting`, the token that
+    asks for it: every scope granted by it (`has_scope`: admin implies all, manage implies read),
+    its models within its model limits, and an expiry no later than its own."""
+    for scope in scopes:
+        if not minting.has_scope(scope):
+            raise Forbidden(f"a token cannot grant the '{scope}' scope it does not have")
+    if minting.model_names:
+        if not model_names:
+            raise Forbidden("a token limited to models cannot create a token for every model")
+        for name in model_names:
+            if not minting.allows_model(name):
+                raise Forbidden(f"a token cannot grant model '{name}' it is not limited to")
+    if minting.expires_at is not None:
+        if expires_at is None:
+            raise Forbidden("a token that expires cannot create a token that never expires")
+        if expires_at > minting.expires_at:
+            raise Forbidden(f"a token cannot create a token that outlives it: expires_at must be at or before "
+                            f"{minting.expires_at.isoformat()}")
+
+
+def may_see_token(actor: Actor, token: ApiToken) -> bool:
+    """Whether `actor` may see (and revoke) `token`: their own; anyone's for an admin in a browser
+    session or with an `admin`-scoped token; anything for the system."""
+    user = actor.person
+    if user is None:
+        return actor.user is None  # Paddock itself (commands, tasks); never an anonymous caller
+    if token.user_id == user.pk:
+        return True
+    return user.is_superuser and (actor.token is None or actor.token.has_scope("admin"))
+
+
 def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
+    """Revoke `token` (already revoked: no change, no event). Someone else's token needs an admin
+    (a token of theirs with the `admin` scope); to anyone else it does not exist (NotFound)."""
+    if not may_see_token(actor, token):
+        raise NotFound(f"token {token.pk} not found")
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
         if token.revoked_at is not None:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import services
+from console.access import request_token
 from console.api.serializers import (
     AuditEventSerializer,
     TokenCreatedSerializer,
@@ -24,25 +25,22 @@ from console.models import ApiToken, AuditEvent
 
 
 class TokenListView(generics.ListAPIView):
-    """Your tokens (admins: everyone's, `?user=` to filter)."""
+    """Your tokens (admins, in a session or with an `admin` token: everyone's, `?user=` to filter)."""
 
     serializer_class = TokenSerializer
     scopes = {"POST": "read"}  # any token may mint a token no stronger than itself
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         """The caller's own tokens; for an admin, everyone's, narrowed by `?user=` when given."""
-        tokens = ApiToken.objects.select_related("user")
-        caller = self.request.user
-        assert caller.is_authenticated  # HasScope refuses anonymous callers; this tells mypy
-        if not caller.is_superuser:
-            return tokens.filter(user=caller)
+        tokens = visible_tokens(self.request)
         user = self.request.query_params.get("user")
-        return tokens.filter(user__username=user) if user else tokens
+        return tokens.filter(user__username=user) if user and sees_everyones_tokens(self.request) else tokens
 
     @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
     def post(self, request: Request) -> Response:
-        """Create a token for yourself; its raw value is in this response only. A token may only
-        create tokens with scopes it holds, and only admins may hold the admin scope."""
+        """Create a token for yourself; its raw value is in this response only. Created with a
+        token, it is no stronger than that token: its scopes, models and expiry within that
+        token's. Only admins may hold the admin scope."""
         data = TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token, raw = services.create_token(actor=Actor.from_request(request), user=request.user, **data.validated_data)
@@ -51,18 +49,28 @@ class TokenListView(generics.ListAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+def sees_everyones_tokens(request: Request) -> bool:
+    """An admin in a browser session, or with a token that holds the `admin` scope: a narrower
+    token of an admin reaches only the admin's own tokens."""
+    token = request_token(request)
+    return bool(request.user.is_superuser) and (token is None or token.has_scope("admin"))
+
+
+def visible_tokens(request: Request) -> QuerySet[ApiToken]:
+    """The tokens the caller may see and revoke; any other answers 404, as unseen models do."""
+    tokens = ApiToken.objects.select_related("user")
+    caller = request.user
+    assert caller.is_authenticated  # HasScope refuses anonymous callers; this tells mypy
+    return tokens if sees_everyones_tokens(request) else tokens.filter(user=caller)
+
+
 class TokenDetailView(APIView):
-    """One of your tokens (admins: anyone's), by id."""
+    """One of your tokens (admins, in a session or with an `admin` token: anyone's), by id."""
 
     scopes = {"DELETE": "read"}  # revoking your own token needs no more than holding it
 
     def _token(self, request: Request, token_id: int) -> ApiToken:
-        tokens = ApiToken.objects.select_related("user")
-        caller = request.user
-        assert caller.is_authenticated  # HasScope refuses anonymous callers; this tells mypy
-        if not caller.is_superuser:
-            tokens = tokens.filter(user=caller)
-        token = tokens.filter(pk=token_id).first()
+        token = visible_tokens(request).filter(pk=token_id).first()
         if token is None:
             raise NotFound(f"token {token_id} not found")
         return token

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from console.access import get_visible_model, request_token, require_engineer, visible_models
 from console.audit import Actor
+from console.bodylimit import MULTIPART_OVERHEAD_BYTES
 from console.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from console.models import Membership, Team
 from registry import services
@@ -109,11 +110,12 @@ class VersionListView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """DRF's checks, then 413 for an upload whose declared length is over the limit."""
         super().initial(request, *args, **kwargs)
-        # Refuse an oversized upload from its Content-Length, before its body is read.
+        # Refuse an oversized upload from its Content-Length before the parsers read it. Served
+        # by uvicorn, console/bodylimit.py has already refused it (in the same words), and any
+        # body, chunked or not, that streamed past the limit, before Django read it.
         if request.method == "POST":
             length = int(request.META.get("CONTENT_LENGTH") or 0)
-            # Multipart framing and form fields add a little on top of the files themselves.
-            if length > settings.PADDOCK_MAX_UPLOAD_BYTES + 64 * 1024:
+            if length > settings.PADDOCK_MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES:
                 raise PayloadTooLarge(
                     f"upload is {length} bytes; the limit is {settings.PADDOCK_MAX_UPLOAD_BYTES} bytes"
                 )

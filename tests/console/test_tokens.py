@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from console.audit import Actor
+from console.errors import Forbidden, NotFound
 from console.models import ApiToken, AuditEvent, hash_token
 from console.services import create_token, revoke_token
 from registry import services
@@ -105,11 +107,58 @@ def test_a_token_cannot_mint_a_stronger_token(client_for: Any) -> None:
     response = client_for("engineer", "read").post("/api/v1/tokens/", {"name": "x", "scopes": ["manage"]},
                                                    format="json")
     assert response.status_code == 403
-    assert response.json() == {"detail": "a token can only create tokens with scopes it holds itself"}
+    assert response.json() == {"detail": "a token cannot grant the 'manage' scope it does not have"}
     response = client_for("engineer", "read", "manage").post("/api/v1/tokens/", {"name": "x", "scopes": ["admin"]},
                                                              format="json")
     assert response.status_code == 403
     assert response.json() == {"detail": "only admins can hold tokens with the 'admin' scope"}
+
+
+def test_the_minting_rule_lives_in_the_service_for_any_caller_with_a_token(cast: dict[str, Any], iris: Any) -> None:
+    minting, _ = create_token(actor=Actor.system("tests"), user=cast["engineer"], name="narrow", scopes=["read"],
+                              model_names=["iris"], expires_at=timezone.now() + timedelta(days=1))
+    actor = Actor(user=cast["engineer"], token=minting)
+    refusals: dict[str, dict[str, Any]] = {
+        "a token limited to models cannot create a token for every model": {},
+        "a token cannot grant model 'wine' it is not limited to": {"model_names": ["wine"]},
+        "a token that expires cannot create a token that never expires": {"model_names": ["iris"]},
+    }
+    for message, options in refusals.items():
+        with pytest.raises(Forbidden) as refused:
+            create_token(actor=actor, user=cast["engineer"], name="x", scopes=["read"], **options)
+        assert refused.value.message == message
+    assert list(ApiToken.objects.values_list("name", flat=True)) == ["narrow"]
+
+
+def test_the_token_page_in_a_session_mints_without_a_token_to_stay_within(cast: dict[str, Any]) -> None:
+    client = Client()
+    client.force_login(cast["engineer"])
+    response = client.post("/tokens/", {"name": "wide", "scopes": ["read", "manage"]})
+    assert response.status_code == 200
+    token = ApiToken.objects.get(name="wide")
+    assert token.scopes == ["read", "manage"] and token.model_names == [] and token.expires_at is None
+
+
+def test_a_session_admin_revokes_anyones_token_and_a_system_actor_too(cast: dict[str, Any]) -> None:
+    token, _ = create_token(actor=Actor.system("tests"), user=cast["viewer"], name="theirs", scopes=["read"])
+    session = APIClient()
+    session.force_login(cast["admin"])
+    response = session.delete(f"/api/v1/tokens/{token.pk}/")
+    assert response.status_code == 200 and response.json()["revoked_at"]
+    other, _ = create_token(actor=Actor.system("tests"), user=cast["viewer"], name="other", scopes=["read"])
+    assert revoke_token(actor=Actor.system("tests"), token=other).revoked_at is not None
+
+
+def test_the_service_refuses_to_revoke_someone_elses_token_as_not_found(cast: dict[str, Any]) -> None:
+    token, _ = create_token(actor=Actor.system("tests"), user=cast["viewer"], name="theirs", scopes=["read"])
+    admin_reader, _ = create_token(actor=Actor.system("tests"), user=cast["admin"], name="r", scopes=["read"])
+    for actor in (Actor(user=cast["engineer"]), Actor(user=cast["admin"], token=admin_reader)):
+        with pytest.raises(NotFound) as refused:
+            revoke_token(actor=actor, token=token)
+        assert refused.value.message == f"token {token.pk} not found"
+    token.refresh_from_db()
+    assert token.revoked_at is None
+    assert not AuditEvent.objects.filter(action="token.revoke").exists()
 
 
 def test_revoking_over_the_api_is_audited_and_takes_effect(cast: dict[str, Any]) -> None:
