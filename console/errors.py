@@ -12,7 +12,9 @@ everything a caller sees of it, in one place:
     conflict      Conflict            409   -            4409             the message, status 409
     too_large     PayloadTooLarge     413   -            4413             the message, status 413
     queue_full    QueueFull           429   1            4429             (data plane only)
+    too_many_requests TooManyRequests 429   10           4429             (data plane only)
     inference     InferenceError      500   -            4500             (data plane only)
+    internal      InternalError       500   -            4500             (data plane only)
     not_ready     ModelNotReady       503   1            4503             (data plane only)
     unavailable   ServiceUnavailable  503   1            4503             the message, status 503
     deadline      DeadlineExceeded    504   -            4504             (data plane only)
@@ -54,7 +56,11 @@ KINDS: dict[str, ErrorKind] = {
     "conflict": ErrorKind(409),
     "too_large": ErrorKind(413),
     "queue_full": ErrorKind(429, retry_after="1"),
+    # An address past its failed authentications (serving.v2.auth: counted per 10 s window, so
+    # the wait is at most the window).
+    "too_many_requests": ErrorKind(429, retry_after="10"),
     "inference": ErrorKind(500),
+    "internal": ErrorKind(500),
     "not_ready": ErrorKind(503, retry_after="1"),
     "unavailable": ErrorKind(503, retry_after="1"),
     "deadline": ErrorKind(504),
@@ -123,10 +129,23 @@ class QueueFull(PaddockError):
     kind = "queue_full"
 
 
+class TooManyRequests(PaddockError):
+    """Too many failed authentications from one address: wait, then try again."""
+
+    kind = "too_many_requests"
+
+
 class InferenceError(PaddockError):
     """The runtime failed on a request that passed validation."""
 
     kind = "inference"
+
+
+class InternalError(PaddockError):
+    """An unexpected failure of Paddock's own code: the caller gets a reference to the log, never
+    the exception's text."""
+
+    kind = "internal"
 
 
 class ModelNotReady(PaddockError):

@@ -245,7 +245,26 @@ LOGGING = {
 
 # Data plane.
 PADDOCK_MAX_INFER_BYTES = env_int("PADDOCK_MAX_INFER_BYTES", 64 * 1024 * 1024, minimum=1024)
+# An infer request's tensors: at most this many dimensions each (their decoded bytes, all inputs
+# together, are held to PADDOCK_MAX_INFER_BYTES as the body is). onnxruntime and Triton take up to
+# numpy's 64, but no served model reaches 16 (images are 4-D, video 5-D) and every dimension is
+# one more number for a caller to make huge; 64 is the most numpy can make at all.
+PADDOCK_MAX_TENSOR_RANK = env_int("PADDOCK_MAX_TENSOR_RANK", 16, minimum=1)
+if PADDOCK_MAX_TENSOR_RANK > 64:
+    raise ImproperlyConfigured(f"PADDOCK_MAX_TENSOR_RANK={PADDOCK_MAX_TENSOR_RANK}: numpy allows at most 64")
+# The most a request's `timeout` parameter (microseconds, as in Triton) may ask a web process to
+# hold it: beyond this it is refused, not clamped, so that a caller knows.
+PADDOCK_MAX_INFER_TIMEOUT_MS = env_int("PADDOCK_MAX_INFER_TIMEOUT_MS", 60_000, minimum=1)
+# A request's `priority` parameter is 0 (the default, served after every explicit level) or 1 (first) to this.
+PADDOCK_MAX_PRIORITY = env_int("PADDOCK_MAX_PRIORITY", 8, minimum=0)
 PADDOCK_METRICS_PUBLIC = env_bool("PADDOCK_METRICS_PUBLIC", False)
+# Failed token authentications an address may make in 10 s on the data plane; then 429 until the
+# window ends (serving/v2/auth.py).
+PADDOCK_AUTH_FAILURE_LIMIT = env_int("PADDOCK_AUTH_FAILURE_LIMIT", 20, minimum=1)
+# Websocket streams one web process keeps open at most (then refused with 4429), and how long a
+# stream without an Authorization header waits for its first message, {"auth": "Bearer <token>"}.
+PADDOCK_WS_MAX_STREAMS = env_int("PADDOCK_WS_MAX_STREAMS", 1024, minimum=1)
+PADDOCK_WS_AUTH_SECONDS = env_float("PADDOCK_WS_AUTH_SECONDS", 10.0, minimum=0.1)
 # A request a worker took but did not answer for this long (the worker died) is claimed by another.
 PADDOCK_CLAIM_IDLE_MS = env_int("PADDOCK_CLAIM_IDLE_MS", 5000, minimum=100)
 # Workers evict least-recently-used versions to stay under this (estimated) memory budget.
@@ -253,3 +272,16 @@ PADDOCK_WORKER_MEMORY_MB = env_int("PADDOCK_WORKER_MEMORY_MB", 4096, minimum=64)
 PADDOCK_INTRA_OP_THREADS = env_int("PADDOCK_INTRA_OP_THREADS", 0, minimum=0)
 # Every Redis key of the data plane starts with this: installations sharing a Redis stay apart.
 PADDOCK_REDIS_PREFIX = env_str("PADDOCK_REDIS_PREFIX", "paddock")
+
+# Sign-ins (console and admin forms): failed ones are counted per account and per address for
+# PADDOCK_LOGIN_THROTTLE_SECONDS; past either limit the form refuses until the window ends. Every
+# sign-in is audited (console.authentication.ThrottledModelBackend). Counts live in Redis.
+AUTHENTICATION_BACKENDS = ["console.authentication.ThrottledModelBackend"]
+PADDOCK_LOGIN_FAILURES_PER_USER = env_int("PADDOCK_LOGIN_FAILURES_PER_USER", 5, minimum=1)
+PADDOCK_LOGIN_FAILURES_PER_ADDRESS = env_int("PADDOCK_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+PADDOCK_LOGIN_THROTTLE_SECONDS = env_int("PADDOCK_LOGIN_THROTTLE_SECONDS", 900, minimum=1)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},  # Django's own default
+    "throttle": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                 "KEY_PREFIX": PADDOCK_REDIS_PREFIX, "TIMEOUT": PADDOCK_LOGIN_THROTTLE_SECONDS},
+}

@@ -1,21 +1,36 @@
 """Bearer-token checks for the data plane, cached for a moment in each web process so the hot
-path does not touch the database per request. A revoked token stops working within about
-TOKEN_CACHE_SECONDS; an expired one at once (its expiry is cached with it)."""
+path does not touch the database per request. A revoked token, an owner made inactive or taken
+off the model's team stops working within TOKEN_CACHE_SECONDS (an entry is fresh for half of it
+and served for the other half while one task reloads it); an expired one at once (its expiry is
+cached with it). Open websocket streams ask again on every message (`recheck`: a dict lookup).
 
+Unknown bearer strings are cheap to refuse: one not shaped like a Paddock token is refused
+without a query, a refusal is cached like a principal (in a bounded LRU), and an address with
+PADDOCK_AUTH_FAILURE_LIMIT failed authentications in one FAILURE_WINDOW_SECONDS window gets 429
+until the window ends (IPv6 counted per /64), unless its token is one the cache already holds."""
+
+import ipaddress
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
-from console.authentication import check_token
-from console.errors import Forbidden, NotFound, Unauthenticated
+from console.authentication import check_token, well_formed
+from console.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from console.models import ApiToken, Membership, hash_token
 from serving.v2.cache import RefreshingCache
 from serving.v2.routes import ModelRoute
 
 TOKEN_CACHE_SECONDS = 1.0
+# The too_many_requests row's Retry-After (console/errors.py) is this window: the longest wait.
+FAILURE_WINDOW_SECONDS = 10.0
+INVALID = "invalid token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +58,10 @@ class Principal:
 
 def _load(digest: str) -> Principal | str:
     """The principal behind a token digest, or the reason it is refused (the management API's
-    rules and messages: console.authentication.check_token)."""
+    rules and messages: console.authentication.check_token, which refuses an inactive owner)."""
     token = ApiToken.objects.filter(digest=digest).select_related("user").first()
     if token is None:
-        return "invalid token"
+        return INVALID
     try:
         check_token(token)
     except AuthenticationFailed as exc:
@@ -56,21 +71,98 @@ def _load(digest: str) -> Principal | str:
                      frozenset(token.model_names), teams, token.expires_at)
 
 
+def client_of(scope: dict[str, Any]) -> str | None:
+    """The address a connection's failed authentications count against (uvicorn's `client`,
+    which --proxy-headers takes from the proxy), or None when the server does not know it."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+class FailureLimiter:
+    """Failed authentications per address in fixed windows; at most `max_addresses` tracked (LRU)."""
+
+    def __init__(self, limit: int, window: float = FAILURE_WINDOW_SECONDS, max_addresses: int = 10_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self.windows: OrderedDict[str, list[float]] = OrderedDict()  # address → [window's end, failures]
+
+    def blocked(self, address: str | None) -> bool:
+        """Whether the address has used up its failures in its current window."""
+        if address is None:
+            return False
+        entry = self.windows.get(_counted_as(address))
+        return entry is not None and entry[1] >= self.limit and time.monotonic() < entry[0]
+
+    def failed(self, address: str | None) -> None:
+        """Count one failure against the address (a new window when its last one has ended)."""
+        if address is None:
+            return
+        key, now = _counted_as(address), time.monotonic()
+        entry = self.windows.get(key)
+        if entry is None or now >= entry[0]:
+            self.windows[key] = [now + self.window, 1]
+        else:
+            entry[1] += 1
+        self.windows.move_to_end(key)
+        while len(self.windows) > self.max_addresses:
+            self.windows.popitem(last=False)
+
+
+def _counted_as(address: str) -> str:
+    """IPv6 addresses by their /64 (a host commonly holds a whole one); others as they are."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    except ValueError:
+        return address
+
+
 class TokenCache:
-    """Token digests → principals (or refusal reasons), each kept TOKEN_CACHE_SECONDS."""
+    """Token digests → principals (or refusal reasons), none served older than TOKEN_CACHE_SECONDS."""
 
-    def __init__(self) -> None:
+    def __init__(self, failure_limit: int | None = None) -> None:
         self._cache: RefreshingCache[str, Principal | str] = RefreshingCache(
-            sync_to_async(_load, thread_sensitive=True), TOKEN_CACHE_SECONDS)
+            sync_to_async(_load, thread_sensitive=True), TOKEN_CACHE_SECONDS / 2, stale=TOKEN_CACHE_SECONDS / 2)
+        limit = settings.PADDOCK_AUTH_FAILURE_LIMIT if failure_limit is None else failure_limit
+        self.failures = FailureLimiter(limit)
 
-    async def authenticate(self, header: str | None) -> Principal:
-        """The principal behind an `Authorization` header, or Unauthenticated with the reason."""
+    @staticmethod
+    def bearer(header: str | None) -> str:
+        """The raw token of an `Authorization` value, or Unauthenticated saying what to send."""
         if not header:
             raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
         keyword, _, raw = header.partition(" ")
         if keyword.lower() != "bearer" or not raw.strip():
             raise Unauthenticated("malformed Authorization header: expected 'Bearer <token>'")
-        result = await self._cache.get(hash_token(raw.strip()))
+        return raw.strip()
+
+    async def authenticate(self, header: str | None, client: str | None = None) -> Principal:
+        """The principal behind an `Authorization` header, or Unauthenticated with the reason
+        (TooManyRequests for an address past its failures: `client`, see `check`)."""
+        _, principal = await self.check(self.bearer(header), client)
+        return principal
+
+    async def check(self, raw: str, client: str | None = None) -> tuple[str, Principal]:
+        """The digest and principal of a raw token. Each refusal counts against `client`'s
+        address; past the limit, anything but a token the cache holds gets TooManyRequests."""
+        digest = hash_token(raw) if well_formed(raw) else None
+        known = self._cache.peek(digest) if digest is not None else None
+        if not isinstance(known, Principal) and self.failures.blocked(client):
+            raise TooManyRequests(f"too many failed authentications from this address ({self.failures.limit} in "
+                                  f"{self.failures.window:g} s); retry later")
+        try:
+            if digest is None:
+                raise Unauthenticated(INVALID)
+            return digest, await self.recheck(digest)
+        except Unauthenticated:
+            self.failures.failed(client)
+            raise
+
+    async def recheck(self, digest: str) -> Principal:
+        """The principal behind a digest now (fresh from memory: a dict lookup), or Unauthenticated."""
+        result = await self._cache.get(digest)
         if isinstance(result, str):
             raise Unauthenticated(result)
         if result.expires_at is not None and result.expires_at <= timezone.now():

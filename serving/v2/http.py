@@ -1,24 +1,38 @@
 """The data plane's lean ASGI routes, dispatched by console/asgi.py before Django's request
 cycle: /v2/... (KServe v2 REST) and /metrics. Health, metadata and infer only; no middleware.
-Errors are v2's {"error": message} with the status of their kind (console/errors.py's table)."""
+Errors are v2's {"error": message} with the status of their kind (console/errors.py's table);
+an unexpected exception is answered 500 `internal error (request id …)`, counted as 500, and its
+traceback logged once under that id (`internal_error`)."""
 
 import asyncio
+import logging
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from console.errors import Forbidden, MethodNotAllowed, NotFound, PaddockError, PayloadTooLarge
+from console.errors import (
+    Forbidden,
+    InternalError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PaddockError,
+    PayloadTooLarge,
+)
 from serving import metrics
-from serving.v2.auth import TokenCache, authorize
+from serving.v2.auth import TokenCache, authorize, client_of
 from serving.v2.dataplane import get_dataplane
-from serving.v2.protocol import decode_request, encode_response, error_body
+from serving.v2.protocol import InferRequest, decode_request, encode_response, error_body
 from serving.v2.routes import PLATFORMS
-from serving.v2.signature import check_request
+from serving.v2.signature import Limits, check_request
 
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -29,6 +43,8 @@ JSON = b"application/json"
 
 tokens = TokenCache()
 _collector_registered = False
+_limits: Limits | None = None
+logger = logging.getLogger(__name__)
 
 
 async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
@@ -49,6 +65,38 @@ async def respond_error(send: Send, error: PaddockError, version: Any = None) ->
     await respond(send, error.http_status, error_body(error.message), extra=extra)
 
 
+def internal_error(what: str) -> InternalError:
+    """Call in `except Exception:`. Logs the traceback once, under a new request id, and returns
+    the error the caller gets: 500 with that id only, nothing of the exception (paths, values)."""
+    request_id = uuid.uuid4().hex[:16]
+    logger.exception("%s failed unexpectedly (request id %s)", what, request_id)
+    return InternalError(f"internal error (request id {request_id})")
+
+
+def request_limits() -> Limits:
+    """What one request may ask of this process (settings PADDOCK_MAX_*), for decoding it. Read
+    once (making it per request cost 1.9 µs), again after a test overrides a setting."""
+    global _limits
+    if _limits is None:
+        _limits = Limits(max_bytes=settings.PADDOCK_MAX_INFER_BYTES, max_rank=settings.PADDOCK_MAX_TENSOR_RANK,
+                         max_timeout_us=settings.PADDOCK_MAX_INFER_TIMEOUT_MS * 1000,
+                         max_priority=settings.PADDOCK_MAX_PRIORITY)
+    return _limits
+
+
+@receiver(setting_changed)
+def _forget_limits(*, setting: str, **_: Any) -> None:
+    global _limits
+    if setting.startswith("PADDOCK_MAX_"):
+        _limits = None
+
+
+def whole_number(value: str) -> int | None:
+    """A header's value as a count of bytes, or None. ASCII digits only ("²".isdigit() is true
+    and int() refuses it), and at most 18 of them (int() of thousands is slow, then refused)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
 def header(scope: dict[str, Any], name: bytes) -> str | None:
     """A request header's value (the first with that name), or None."""
     for key, value in scope["headers"]:
@@ -60,8 +108,8 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
 async def read_body(scope: dict[str, Any], receive: Receive) -> bytes:
     """The whole body, refused with 413 as soon as it passes the limit (declared or streamed)."""
     limit = settings.PADDOCK_MAX_INFER_BYTES
-    declared = header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = header(scope, b"content-length")  # uvicorn has refused a malformed one already
+    if declared is not None and (whole_number(declared) or 0) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} bytes")
     chunks = []
     size = 0
@@ -87,7 +135,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             return await respond(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
         if path == "/metrics":
             return await metrics_page(scope, send)
-        principal = await tokens.authenticate(header(scope, b"authorization"))
+        principal = await tokens.authenticate(header(scope, b"authorization"), client_of(scope))
         if path in ("/v2", "/v2/"):
             return await respond(send, 200, SERVER_METADATA)
         match = _MODEL.match(path)
@@ -111,6 +159,8 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         return await respond(send, 200, model_metadata(route, version_number))
     except PaddockError as error:
         await respond_error(send, error)
+    except Exception:  # noqa: BLE001 - a bug answers v2's 500, not uvicorn's plain text
+        await respond_error(send, internal_error(f"{method} {path!r}"))
 
 
 def model_metadata(route: Any, number: int | None) -> bytes:
@@ -134,18 +184,28 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
     dataplane = get_dataplane()
     in_flight = metrics.in_flight(route.name)
     in_flight.inc()
-    code, version, answer = 200, None, None
+    code, version, answer, request = 200, None, None, None
     try:
         body = await read_body(scope, receive)
         length = header(scope, b"inference-header-content-length")
-        json_length = int(length) if length is not None and length.isdigit() else None
-        request = decode_request(body, json_length)
+        json_length = None if length is None else whole_number(length)
+        if length is not None and json_length is None:
+            raise InvalidInput("Inference-Header-Content-Length must be a whole number of bytes")
+        request = decode_request(body, json_length, request_limits())
         version = dataplane.choose_version(route, number, request, scope["headers"])
         rows = check_request(request, version.inputs, version.outputs,
                              max_batch_size=route.settings["max_batch_size"])
         answer = await dataplane.infer(route, version, request, rows)
         payload, header_length = encode_response(model_name=route.name, model_version=str(version.number),
                                                  request=request, outputs=answer.outputs)
+    except PaddockError as error:
+        code = error.http_status
+        await respond_error(send, error, version)
+    except Exception:  # noqa: BLE001 - a bug: answered and counted as 500, not left to uvicorn as 200
+        failure = internal_error(f"infer on model {route.name!r}")
+        code = failure.http_status
+        await respond_error(send, failure, version)
+    else:
         extra = [(b"x-paddock-version", str(version.number).encode())]
         if header_length is None:
             await respond(send, 200, payload, extra=extra)
@@ -153,19 +213,28 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
             extra.append((b"inference-header-content-length", str(header_length).encode()))
             await respond(send, 200, payload, b"application/octet-stream", extra)
         dataplane.mirror(route, request, rows, answer)  # only now that the caller has its answer
-    except PaddockError as error:
-        code = error.http_status
-        await respond_error(send, error, version)
     finally:
         in_flight.dec()
         # After the response has left: the transport writes it at the end of this loop tick.
         asyncio.get_running_loop().call_soon(record, dataplane, route, version, code,
-                                             time.perf_counter() - started, answer)
+                                             time.perf_counter() - started, answer, gated(route, number, request, code))
 
 
-def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, answer: Any) -> None:
-    """Count one answered request: Prometheus (this process) and the shared live figures. A
-    request refused before a version was chosen counts against the one traffic would go to."""
+def gated(route: Any, number: int | None, request: InferRequest | None, code: int) -> bool:
+    """Whether rollout gates judge this request: the deployment's split routed it (no version
+    pinned in the path), and it is not a 504 of the caller's own deadline, shorter than the
+    deployment's. Otherwise a `predict` caller could steer a rollout with cheap pinned requests."""
+    if number is not None:
+        return False
+    timeout_us = request.timeout_us if request is not None else 0
+    return not (code == 504 and timeout_us and timeout_us // 1000 < route.settings["default_timeout_ms"])
+
+
+def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, answer: Any,
+           gated: bool = True) -> None:
+    """Count one answered request: Prometheus (this process) and the shared live figures (`gated`:
+    also in the rollout gates' figures). A request refused before a version was chosen counts
+    against the one traffic would go to."""
     if version is None:
         version = route.versions.get(route.active) if route.active is not None else None
     series = metrics.series(route.name, str(version.number) if version else "none")
@@ -177,17 +246,17 @@ def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, 
         series.batch.observe(answer.batch)
     if version is not None:
         if answer is None:
-            dataplane.stats.request(version.version_id, code, seconds * 1000)
+            dataplane.stats.request(version.version_id, code, seconds * 1000, gated=gated)
         else:
             dataplane.stats.request(version.version_id, code, seconds * 1000, answer.queue_ms, answer.compute_ms,
-                                    answer.batch)
+                                    answer.batch, gated=gated)
 
 
 async def metrics_page(scope: dict[str, Any], send: Send) -> None:
     """Prometheus text: this process's figures and the workers' (from their heartbeats)."""
     global _collector_registered
     if not settings.PADDOCK_METRICS_PUBLIC:
-        principal = await tokens.authenticate(header(scope, b"authorization"))
+        principal = await tokens.authenticate(header(scope, b"authorization"), client_of(scope))
         if not principal.has_scope("read"):
             raise Forbidden("token lacks the 'read' scope")
     if not _collector_registered:

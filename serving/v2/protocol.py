@@ -4,11 +4,11 @@ Pure functions over bytes and numpy arrays: no Django, no I/O.
 Binary extension: the body is a JSON header of `Inference-Header-Content-Length` bytes followed
 by raw tensors; an input with `parameters.binary_data_size` takes that many bytes, in order.
 Outputs are returned binary when the output asks (`parameters.binary_data`) or the request does
-(`parameters.binary_data_output`), which `tritonclient` sets when it names no outputs."""
+(`parameters.binary_data_output`), which `tritonclient` sets when it names no outputs. Each input
+is held to signature.py's `Limits` from its declared shape and datatype before it is allocated."""
 
 import struct
 from dataclasses import dataclass, field
-from math import prod
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import simdjson
 
 from console.errors import InvalidInput
 from registry.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from serving.v2.signature import BYTES_PREFIX, DEFAULT_LIMITS, Limits, check_parameters, declared_shape, over_limit
 
 _INT_KINDS = "iu"
 _NUMBER_KINDS = "iuf"
@@ -26,6 +27,11 @@ _BUFFERS = {"f": ("d", np.float64), "i": ("i", np.int64), "u": ("u", np.uint64)}
 # Below this many bytes orjson's Python lists cost less than simdjson's proxies (decode_request,
 # M1's 1.4 KB body: 7 µs with orjson, 10 with simdjson; M2's 253 KB: 595 µs against 297).
 _FAST_PARSE_BYTES = 16 * 1024
+# numpy reads numbers mixed with strings as one string array as wide as the longest, 4 bytes a
+# character (a 16 MB body took 670 MB before the kind check refused it): up to 2·size² bytes for a
+# body of `size`, harmless below this size; above it strings are refused before numpy sees them.
+_SCAN_FROM_BYTES = 2048
+_SCALARS = frozenset({int, float, bool, str})
 
 
 @dataclass(slots=True)
@@ -56,7 +62,7 @@ class InferRequest:
         return self.binary_all or name in self.binary_outputs
 
 
-def decode_request(body: bytes, json_length: int | None = None) -> InferRequest:
+def decode_request(body: bytes, json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> InferRequest:
     """Parse a v2 infer request (JSON, or JSON header + binary tensors) into arrays."""
     if json_length is not None:
         if json_length < 0 or json_length > len(body):
@@ -66,7 +72,8 @@ def decode_request(body: bytes, json_length: int | None = None) -> InferRequest:
         header, binary = body[:json_length], memoryview(body)[json_length:]
     else:
         header, binary = body, memoryview(b"")
-    return request_from_json(parse_document(header, "request body"), binary)
+    return request_from_json(parse_document(header, "request body"), binary, limits=limits,
+                             source_bytes=len(header))
 
 
 def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def _parse_with_arrays(raw: bytes | str) -> dict[str, Any] | None:
         if isinstance(plain.get("inputs"), simdjson.Array):
             plain["inputs"] = [_input(entry) for entry in plain["inputs"]]
         return _settled(plain)
-    except (ValueError, UnicodeError, _ToOrjson):
+    except (ValueError, UnicodeError, RuntimeError, _ToOrjson):  # RuntimeError: nested too deep
         return None
 
 
@@ -163,8 +170,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b"") -> InferRequest:
-    """An InferRequest from a parsed v2 JSON document (all data inline)."""
+def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b"", *,
+                      limits: Limits = DEFAULT_LIMITS, source_bytes: int | None = None) -> InferRequest:
+    """An InferRequest from a parsed v2 JSON document (and the binary section after its header);
+    `source_bytes`, the JSON text's size, spares small documents the look for strings."""
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list")
@@ -172,11 +181,12 @@ def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b""
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
     parameters = _parameters(document, "request")
-    offset = 0
+    offset = used = 0
     inputs = []
     binary = memoryview(binary)
+    scan = source_bytes is None or source_bytes >= _SCAN_FROM_BYTES
     for raw in raw_inputs:
-        tensor, offset = _decode_input(raw, binary, offset)
+        tensor, offset, used = _decode_input(raw, binary, offset, limits, used, scan)
         inputs.append(tensor)
     if offset != len(binary):
         raise InvalidInput(f"the binary section has {len(binary) - offset} bytes that no input claims")
@@ -192,13 +202,8 @@ def request_from_json(document: dict[str, Any], binary: memoryview | bytes = b""
             request.outputs.append(raw["name"])
             if _parameters(raw, f"output '{raw['name']}'").get("binary_data"):
                 request.binary_outputs.add(raw["name"])
-    priority = parameters.get("priority", 0)
-    timeout = parameters.get("timeout")
-    if not isinstance(priority, int) or isinstance(priority, bool) or priority < 0:
-        raise InvalidInput("parameter 'priority' must be a non-negative integer")
-    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
-        raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
-    request.priority, request.timeout_us, request.parameters = priority, timeout, parameters
+    request.priority, request.timeout_us = check_parameters(parameters, limits)
+    request.parameters = parameters
     return request
 
 
@@ -209,43 +214,58 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
-def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+def _decode_input(raw: Any, binary: memoryview, offset: int, limits: Limits, used: int,
+                  scan: bool) -> tuple[Tensor, int, int]:
+    """One input, the binary section's offset after it, and the inputs' bytes with it (`used` before)."""
     if not isinstance(raw, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype and data")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput("each input needs a non-empty 'name'")
-    datatype, shape = raw.get("datatype"), raw.get("shape")
+    datatype = raw.get("datatype")
     if datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}")
-    if not isinstance(shape, list) or any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in shape):
-        raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
-    count = prod(shape)
+    shape, count = declared_shape(name, datatype, raw.get("shape"), limits, used)
     size = _parameters(raw, f"input '{name}'").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise InvalidInput(
                 f"input '{name}': binary_data_size {size} runs past the {len(binary)}-byte binary section"
             )
+        if datatype == "BYTES" and used + size > limits.max_bytes:  # Triton's layout: what the elements take
+            raise over_limit(name, f"its BYTES data are {size} bytes", size, used, limits)
         array = _from_binary(name, datatype, shape, count, binary[offset:offset + size])
-        return Tensor(name, datatype, shape, array), offset + size
+        return Tensor(name, datatype, shape, array), offset + size, used + size
     if "data" not in raw:
         raise InvalidInput(f"input '{name}': no 'data' and no binary_data_size")
-    return Tensor(name, datatype, shape, _from_json(name, datatype, shape, count, raw["data"])), offset
-
-
-def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> np.ndarray:
     if datatype == "BYTES":
-        values = np.asarray(data, dtype=object).ravel()
-        if values.size != count:
-            raise InvalidInput(f"input '{name}': shape {shape} needs {count} elements, received {values.size}")
-        try:
-            encoded = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
-        except (TypeError, ValueError):
-            raise InvalidInput(f"input '{name}': BYTES data must be strings") from None
-        array = np.empty(count, dtype=object)
-        array[:] = encoded
-        return array.reshape(shape)
+        array, taken = _bytes_from_json(name, shape, count, raw["data"])
+        if used + taken > limits.max_bytes:
+            raise over_limit(name, f"its {count} BYTES elements are {taken} bytes ({BYTES_PREFIX} each besides "
+                                    f"their contents)", taken, used, limits)
+        return Tensor(name, datatype, shape, array), offset, used + taken
+    array = _from_json(name, datatype, shape, count, raw["data"], scan)
+    return Tensor(name, datatype, shape, array), offset, used + array.nbytes
+
+
+def _bytes_from_json(name: str, shape: list[int], count: int, data: Any) -> tuple[np.ndarray, int]:
+    """BYTES elements from JSON strings (the v2 JSON form has no other: an integer n once became
+    bytes(n), n zero bytes) as UTF-8, and the bytes they take with their length prefixes."""
+    values = np.asarray(data, dtype=object).ravel()
+    if values.size != count:
+        raise InvalidInput(f"input '{name}': shape {shape} needs {count} elements, received {values.size}")
+    try:
+        encoded = [v.encode() for v in values]  # only str, of the types JSON gives, has encode()
+    except (AttributeError, UnicodeError):  # UnicodeError: a lone surrogate (\ud800) has no UTF-8
+        raise InvalidInput(f"input '{name}': BYTES data must be strings") from None
+    array = np.empty(count, dtype=object)
+    array[:] = encoded
+    return array.reshape(shape), count * BYTES_PREFIX + sum(map(len, encoded))
+
+
+def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any, scan: bool) -> np.ndarray:
+    if scan and isinstance(data, list):
+        _refuse_strings(name, datatype, data)
     try:
         parsed = np.asarray(data)
     except ValueError:
@@ -265,6 +285,14 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         if parsed.min() < info.min or parsed.max() > info.max:
             raise InvalidInput(f"input '{name}': values outside the {datatype} range [{info.min}, {info.max}]")
     return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _refuse_strings(name: str, datatype: str, data: list[Any]) -> None:
+    """Strings among numbers refused as the kind check would, before numpy makes a string array of
+    them (_SCAN_FROM_BYTES): an object array holds pointers; a ragged list keeps its rows whole."""
+    kinds = set(map(type, np.asarray(data, dtype=object).ravel()))
+    if str in kinds and kinds <= _SCALARS:  # with None, dicts or rows among them numpy makes no string array
+        raise InvalidInput(f"input '{name}': data is not {datatype} (received string values)")
 
 
 def _exact_integers(name: str, datatype: str, data: Any, guessed: np.ndarray) -> np.ndarray:

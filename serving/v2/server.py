@@ -8,14 +8,50 @@ it by default and clients such as `websockets` accept it, and then every message
 both sides. Tensors compress poorly and the CPU is the serving budget: on M2 (115 KB JSON per
 message) the stream did 94 req/s with it against 198 over REST (docs/benchmarks.md).
 
+A websocket message is at most PADDOCK_MAX_INFER_BYTES (REST's body limit) + WS_MESSAGE_OVERHEAD
+(uvicorn's ws_max_size; a bigger one closes the socket with 1009), so a stream carries any request
+REST takes. Tokens never reach the log: uvicorn logs each websocket's path with its query string,
+and its handlers redact `token=` values (`?token=`, `access_token=`) and anything shaped like a
+Paddock token (`RedactSecrets`).
+
     python -m serving.v2.server --host 0.0.0.0 --port 8000 [--workers N] [--ws-deflate]"""
 
 import argparse
 import asyncio
+import copy
+import logging
+import os
+import re
 from typing import Any
 
 import uvicorn
+import uvicorn.config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Room for what a websocket message carries besides the request REST would take: its `id`.
+WS_MESSAGE_OVERHEAD = 64 * 1024
+_SECRETS = re.compile(r"(?i)(?<=token=)[^&;\s\"']+|(?<=pdk_)[A-Za-z0-9_-]+")
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces `token=` query values and Paddock tokens in a log line with `[redacted]`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRETS.sub("[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with RedactSecrets on each of its handlers (every worker
+    process applies it too)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "serving.v2.server.RedactSecrets"}  # not __main__
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
 
 
 class CoalescingTransport:
@@ -70,10 +106,14 @@ def main() -> None:
     parser.add_argument("--ws-deflate", action="store_true",
                         help="offer permessage-deflate on websockets (off: it costs more CPU than it saves on tensors)")
     args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    from django.conf import settings
+
     uvicorn.run("console.asgi:application", host=args.host, port=args.port, workers=args.workers,
                 http=CoalescingHttpToolsProtocol, loop="uvloop", access_log=False, log_level=args.log_level,
-                proxy_headers=args.proxy_headers, forwarded_allow_ips="*" if args.proxy_headers else None,
-                ws_per_message_deflate=args.ws_deflate)
+                log_config=log_config(), proxy_headers=args.proxy_headers,
+                forwarded_allow_ips="*" if args.proxy_headers else None, ws_per_message_deflate=args.ws_deflate,
+                ws_max_size=settings.PADDOCK_MAX_INFER_BYTES + WS_MESSAGE_OVERHEAD)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def test_an_unknown_kind_is_an_inference_failure() -> None:
 
 
 def test_only_refusals_worth_retrying_carry_retry_after() -> None:
-    assert {kind for kind, row in errors.KINDS.items() if row.headers()} == {"queue_full", "not_ready", "unavailable"}
+    assert {kind for kind, row in errors.KINDS.items() if row.headers()} == {
+        "queue_full", "too_many_requests", "not_ready", "unavailable"}
     assert errors.QueueFull("x").row.headers() == [(b"retry-after", b"1")]
     assert errors.InvalidInput("x").row.headers() == []
 
@@ -50,8 +51,9 @@ def test_the_statuses_are_the_ones_clients_rely_on() -> None:
     statuses = {cls.__name__: cls("x").http_status for cls in errors.PaddockError.__subclasses__()}
     assert statuses == {
         "InvalidInput": 400, "Unauthenticated": 401, "Forbidden": 403, "NotFound": 404, "MethodNotAllowed": 405,
-        "Conflict": 409, "PayloadTooLarge": 413, "QueueFull": 429, "InferenceError": 500, "ModelNotReady": 503,
-        "ServiceUnavailable": 503, "DeadlineExceeded": 504,
+        "Conflict": 409, "PayloadTooLarge": 413, "QueueFull": 429, "TooManyRequests": 429, "InferenceError": 500,
+        "InternalError": 500,
+        "ModelNotReady": 503, "ServiceUnavailable": 503, "DeadlineExceeded": 504,
     }
 
 

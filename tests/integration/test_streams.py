@@ -1,5 +1,6 @@
 """Websocket streams: many requests in flight on one socket, replies carry their ids, bad
-messages get an error message and the socket stays open, the token is checked at connect."""
+messages get an error message and the socket stays open, the token is checked at connect (and
+again on every message: tests/security/test_streams.py)."""
 
 import json
 from typing import Any
@@ -52,7 +53,7 @@ def test_the_stream_declines_permessage_deflate(served: Served, web_server: str)
 
 
 def test_bad_messages_get_an_error_and_the_socket_stays_open(served: Served, web_server: str) -> None:
-    with connect(ws_url(web_server) + f"?token={served.token}") as socket:
+    with connect(ws_url(web_server), additional_headers={"Authorization": f"Bearer {served.token}"}) as socket:
         socket.send("{not json")
         error = json.loads(socket.recv(timeout=10))
         assert error["status"] == 400 and error["error"].startswith("message is not valid JSON: ")
@@ -65,7 +66,9 @@ def test_bad_messages_get_an_error_and_the_socket_stays_open(served: Served, web
 
 
 @pytest.mark.parametrize(("token", "path", "code", "message"), [
-    (None, "/ws/v2/models/iris/infer", 4401, "authentication required: send 'Authorization: Bearer <token>'"),
+    # Without a header the first message must carry the token; an infer request is not that.
+    (None, "/ws/v2/models/iris/infer", 4401,
+     "authentication required: send 'Authorization: Bearer <token>' or a first message {\"auth\": \"Bearer <token>\"}"),
     ("pdk_wrong", "/ws/v2/models/iris/infer", 4401, "invalid token"),
     ("served", "/ws/v2/models/nope/infer", 4404, "model 'nope' not found"),
 ])
@@ -75,7 +78,10 @@ def test_the_token_and_model_are_checked_at_connect(served: Served, web_server: 
     if token is not None:
         headers["Authorization"] = f"Bearer {served.token if token == 'served' else token}"
     with connect(ws_url(web_server, path), additional_headers=headers) as socket:
+        if token is None:
+            socket.send(json.dumps(request(0)))
         assert json.loads(socket.recv(timeout=10)) == {"error": message, "status": code - 4000}
         with pytest.raises(ConnectionClosed) as closed:
             socket.recv(timeout=10)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (code, message)

@@ -3,6 +3,7 @@ Redis, PostgreSQL), with a web process of this folder's own whose memory each te
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,8 +39,19 @@ class WebProcess:
 def web_process(_real_postgres: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
     """One uvicorn for the whole security suite (its peak RSS is reported in docs/security.md)."""
     process, url = spawn_web(tmp_path_factory.mktemp("security-web") / "web.log")
-    yield WebProcess(process, url)
+    web = WebProcess(process, url)
+    yield web
+    PEAK_KB.append(web.memory_kb("VmHWM"))
     stop(process)
+
+
+PEAK_KB: list[int] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figure docs/security.md quotes: the security suite's web process at its largest."""
+    if PEAK_KB:
+        terminalreporter.write_line(f"security suite: web process peak RSS (VmHWM) {PEAK_KB[0] / 1024:.1f} MiB")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from serving.v2.protocol import (
     encode_response,
     serialize_bytes_tensor,
 )
-from serving.v2.signature import check_request, is_batchable
+from serving.v2.signature import DEFAULT_LIMITS, Limits, check_request, is_batchable
 
 SIGNATURE_IN = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
 SIGNATURE_OUT = [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
@@ -80,6 +80,29 @@ def test_bytes_outputs_are_length_prefixed_in_binary() -> None:
     ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"timeout": -1}},
      "parameter 'timeout' must be a positive integer (microseconds)"),
     ([1, 2], "request body must be a JSON object with 'inputs'"),
+    # Hostile shapes and data (issue 20): refused from the declared shape, before any allocation.
+    ({"inputs": [{"name": "w", "datatype": "BYTES", "shape": [1], "data": [300000000]}]},
+     "input 'w': BYTES data must be strings"),
+    ({"inputs": [{"name": "w", "datatype": "BYTES", "shape": [2], "data": [["a"], "b"]}]},
+     "input 'w': BYTES data must be strings"),
+    ({"inputs": [{"name": "w", "datatype": "BYTES", "shape": [2**40], "data": []}]},
+     "input 'w': shape [1099511627776] of BYTES is at least 4398046511104 bytes (4 per element), over the limit "
+     "of 67108864 bytes per request"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [0, 2**62], "data": []}]},
+     "input 'x': shape [0, 4611686018427387904] of FP32 spans 18446744073709551616 bytes besides its 0 dimension, "
+     "over the limit of 67108864 bytes per request"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1] * 70, "data": [1]}]},
+     "input 'x': shape has 70 dimensions; at most 16 are allowed"),
+    ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [3, 2**22], "data": [1]}]},
+     "input 'x': shape [3, 4194304] of FP64 is 100663296 bytes, over the limit of 67108864 bytes per request"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, "a" * 1000]}]},
+     "input 'x': data is not FP32 (received string values)"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"priority": 9}},
+     "parameter 'priority' must be an integer from 0 (the default) to 8"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"priority": 2**64}},
+     "parameter 'priority' must be an integer from 0 (the default) to 8"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"timeout": 60_000_001}},
+     "parameter 'timeout' is 60000001 microseconds; the most allowed is 60000000 (60 s)"),
 ])
 @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
 def test_malformed_requests_are_refused_with_the_reason(data: object, message: str, large: bool) -> None:
@@ -132,6 +155,43 @@ def test_large_nested_mixed_and_duplicated_data_decode_as_orjson_reads_them() ->
     twice = (b'{"parameters": ' + json.dumps(note).encode()
              + b', "inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2], "data": [5, 6]}]}')
     assert decode_request(twice).inputs[0].array.tolist() == [5, 6]
+
+
+def test_inputs_share_one_byte_budget_counted_before_allocation() -> None:
+    limits = Limits(max_bytes=1024)
+    four = {"name": "a", "datatype": "FP32", "shape": [200], "data": [0] * 200}  # 800 bytes
+    assert decode_request(json.dumps({"inputs": [four]}).encode(), limits=limits).inputs[0].array.nbytes == 800
+    two = {"inputs": [four, {"name": "b", "datatype": "INT64", "shape": [30], "data": []}]}
+    with pytest.raises(InvalidInput) as refused:
+        decode_request(json.dumps(two).encode(), limits=limits)
+    assert refused.value.message == ("input 'b': shape [30] of INT64 is 240 bytes, 1040 bytes with the inputs before "
+                                     "it, over the limit of 1024 bytes per request")
+    words = {"inputs": [{"name": "w", "datatype": "BYTES", "shape": [2], "data": ["é" * 300, "x" * 420]}]}
+    with pytest.raises(InvalidInput) as refused:
+        decode_request(json.dumps(words).encode(), limits=limits)
+    assert refused.value.message == ("input 'w': its 2 BYTES elements are 1028 bytes (4 each besides their "
+                                     "contents), over the limit of 1024 bytes per request")
+    header = json.dumps({"inputs": [four, {"name": "w", "datatype": "BYTES", "shape": [1],
+                                           "parameters": {"binary_data_size": 254}}]}).encode()
+    blob = serialize_bytes_tensor(np.array([b"z" * 250], dtype=object))
+    with pytest.raises(InvalidInput) as refused:
+        decode_request(header + blob, len(header), limits=limits)
+    assert refused.value.message == ("input 'w': its BYTES data are 254 bytes, 1054 bytes with the inputs before "
+                                     "it, over the limit of 1024 bytes per request")
+
+
+def test_the_codecs_default_limits_are_the_settings_defaults() -> None:
+    from serving.v2.http import request_limits
+
+    assert request_limits() == DEFAULT_LIMITS  # the websocket path decodes with these when given none
+
+
+def test_json_nested_deeper_than_simdjson_reads_gets_orjsons_message() -> None:
+    deep = b"[" * 1100 + b"]" * 1100
+    body = b'{"parameters": {"note": "' + b"x" * 20_000 + b'"}, "inputs": [{"name": "x", "data": ' + deep + b"}]}"
+    with pytest.raises(InvalidInput) as refused:
+        decode_request(body)
+    assert refused.value.message.startswith("request body is not valid JSON: depth limit exceeded")
 
 
 def test_large_invalid_json_gets_orjsons_message() -> None:
