@@ -16,6 +16,8 @@ class Scope(models.TextChoices):
     READ = "read", "Read"
     PREDICT = "predict", "Predict"
     MANAGE = "manage", "Manage"
+    PRIORITY = "priority", "Priority (requests ahead of the default)"
+    METRICS = "metrics", "Metrics (every model's /metrics series; admins only)"
     ADMIN = "admin", "Admin"
 
 

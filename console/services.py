@@ -23,8 +23,9 @@ def create_token(*, actor: Actor, user: Any, name: str, scopes: list[str], model
         raise InvalidInput(str(exc)) from None
     if not scopes:
         raise InvalidInput("a token needs at least one scope")
-    if "admin" in scopes and not user.is_superuser:
-        raise Forbidden("only admins can hold tokens with the 'admin' scope")
+    for everyone_scope in ("admin", "metrics"):  # they reach every team's models
+        if everyone_scope in scopes and not user.is_superuser:
+            raise Forbidden(f"only admins can hold tokens with the '{everyone_scope}' scope")
     model_names = sorted(set(model_names or []))
     if actor.token is not None:  # minted over the API with a token: never stronger than that token
         check_token_within(actor.token, scopes=scopes, model_names=model_names, expires_at=expires_at)

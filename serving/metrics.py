@@ -3,6 +3,7 @@
 Worker-side figures (batches executed, versions held, memory) come from the workers' heartbeats."""
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,31 @@ def live_workers(client: redis.Redis) -> dict[str, dict[str, Any]]:
     return fresh_heartbeats(client.hgetall(workers_key()))
 
 
+_MODEL_LABEL = re.compile(rb'[{,]model="([^"]*)"')
+_WORKER_LABEL = re.compile(rb'([{,])worker="([^"]*)"')
+
+
+def opaque_worker(name: str) -> str:
+    """A worker's stable name for those who may not know its host and pid (which its name carries)."""
+    return "worker-" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+
+
+def only_models(exposition: bytes, names: set[str]) -> bytes:
+    """Prometheus text narrowed to the series of models in `names`: a sample labelled with another
+    model is dropped, and workers are named opaquely (as `workers_seen_by` does); comments and
+    process-wide series stay."""
+    kept = []
+    for line in exposition.splitlines(keepends=True):
+        if not line.startswith(b"#"):
+            model = _MODEL_LABEL.search(line)
+            if model is not None and model.group(1).decode() not in names:
+                continue
+            line = _WORKER_LABEL.sub(
+                lambda m: m.group(1) + b'worker="' + opaque_worker(m.group(2).decode()).encode() + b'"', line)
+        kept.append(line)
+    return b"".join(kept)
+
+
 def workers_seen_by(workers: dict[str, dict[str, Any]], *, model_names: set[str] | None,
                     details: bool) -> dict[str, dict[str, Any]]:
     """The workers as one caller may see them: only the holdings of models it may see
@@ -102,7 +128,7 @@ def workers_seen_by(workers: dict[str, dict[str, Any]], *, model_names: set[str]
         visible = {**beat, "held": held}
         if not details:
             visible.update(host=None, pid=None, gpus=[])
-            name = "worker-" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+            name = opaque_worker(name)
         seen[name] = visible
     return seen
 

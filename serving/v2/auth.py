@@ -177,3 +177,13 @@ def authorize(principal: Principal, route: ModelRoute | None, name: str, scope: 
     if not principal.has_scope(scope):
         raise Forbidden(f"token lacks the '{scope}' scope")
     return route
+
+
+def visible_model_names(principal: Principal) -> set[str]:
+    """The models a principal may see, by name: its user's teams' (every one for a superuser),
+    narrowed by the token's model list. For pages that list models, such as /metrics."""
+    from registry.models import RegisteredModel
+
+    return {name for name, team_id in RegisteredModel.objects.values_list("name", "team_id")
+            if (principal.superuser or team_id in principal.team_ids)
+            and (not principal.model_names or name in principal.model_names)}

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -28,7 +29,7 @@ from console.errors import (
     PayloadTooLarge,
 )
 from serving import metrics
-from serving.v2.auth import TokenCache, authorize, client_of
+from serving.v2.auth import TokenCache, authorize, client_of, visible_model_names
 from serving.v2.dataplane import get_dataplane
 from serving.v2.protocol import InferRequest, decode_request, encode_response, error_body
 from serving.v2.routes import PLATFORMS
@@ -253,15 +254,22 @@ def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, 
 
 
 async def metrics_page(scope: dict[str, Any], send: Send) -> None:
-    """Prometheus text: this process's figures and the workers' (from their heartbeats)."""
+    """Prometheus text: this process's figures and the workers' (from their heartbeats). A
+    scraper's `metrics` token (or PADDOCK_METRICS_PUBLIC) reads every series; a `read` token only
+    the series of models it may see, and no worker series (their names carry host and pid)."""
     global _collector_registered
+    visible: set[str] | None = None
     if not settings.PADDOCK_METRICS_PUBLIC:
         principal = await tokens.authenticate(header(scope, b"authorization"), client_of(scope))
-        if not principal.has_scope("read"):
-            raise Forbidden("token lacks the 'read' scope")
+        if not (principal.has_scope("metrics") and principal.superuser):
+            if not principal.has_scope("read"):
+                raise Forbidden("token lacks the 'read' scope")
+            visible = await sync_to_async(visible_model_names, thread_sensitive=True)(principal)
     if not _collector_registered:
         metrics.REGISTRY.register(metrics.WorkerCollector(settings.REDIS_URL))
         _collector_registered = True
     # The worker collector does blocking Redis calls: keep them off the event loop.
     body = await asyncio.to_thread(generate_latest, metrics.REGISTRY)
+    if visible is not None:
+        body = metrics.only_models(body, visible)
     await respond(send, 200, body, CONTENT_TYPE_LATEST.encode())
