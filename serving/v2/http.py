@@ -256,7 +256,7 @@ def record(dataplane: Any, route: Any, version: Any, code: int, seconds: float, 
 async def metrics_page(scope: dict[str, Any], send: Send) -> None:
     """Prometheus text: this process's figures and the workers' (from their heartbeats). A
     scraper's `metrics` token (or PADDOCK_METRICS_PUBLIC) reads every series; a `read` token only
-    the series of models it may see, and no worker series (their names carry host and pid)."""
+    the series of models it may see, with workers named opaquely (their names carry host and pid)."""
     global _collector_registered
     visible: set[str] | None = None
     if not settings.PADDOCK_METRICS_PUBLIC:

@@ -102,17 +102,21 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
-    parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxy")
+    parser.add_argument("--proxy-headers", action="store_true",
+                        help="trust X-Forwarded-* from the proxies in PADDOCK_TRUSTED_PROXIES (default 127.0.0.1)")
     parser.add_argument("--ws-deflate", action="store_true",
                         help="offer permessage-deflate on websockets (off: it costs more CPU than it saves on tensors)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     from django.conf import settings
 
+    # X-Forwarded-* only from the proxy's own address: from anyone else it is a forged client
+    # address (in the audit log, and for the per-address throttles).
+    trusted = os.environ.get("PADDOCK_TRUSTED_PROXIES", "127.0.0.1") if args.proxy_headers else None
     uvicorn.run("console.asgi:application", host=args.host, port=args.port, workers=args.workers,
                 http=CoalescingHttpToolsProtocol, loop="uvloop", access_log=False, log_level=args.log_level,
-                log_config=log_config(), proxy_headers=args.proxy_headers,
-                forwarded_allow_ips="*" if args.proxy_headers else None, ws_per_message_deflate=args.ws_deflate,
+                log_config=log_config(), proxy_headers=args.proxy_headers, forwarded_allow_ips=trusted,
+                ws_per_message_deflate=args.ws_deflate,
                 ws_max_size=settings.PADDOCK_MAX_INFER_BYTES + WS_MESSAGE_OVERHEAD)
 
 
