@@ -2,10 +2,12 @@
 handler reads it (Django reads the whole body into a temporary file before any middleware,
 view or size check runs, and that file moves to disk past 2.5 MB).
 
-1. A write (any method but GET, HEAD, OPTIONS) without credentials is refused before a byte of
-   its body is read: under /api/ without an `Authorization` header or a session cookie, 401 as
-   DRF words it; on a console page without a session cookie (the login forms aside), 403. A
-   credential that is present but wrong is refused by Django afterwards, inside the limit.
+1. A write (any method but GET, HEAD, OPTIONS) without valid credentials is refused before a
+   byte of its body is read: under /api/ without an `Authorization` header or a session cookie,
+   401 as DRF words it; on a console page without a session cookie (the login forms aside), 403.
+   A credential that is present is checked too, so a made-up one cannot have a body spooled: a
+   bearer token through the data plane's token cache (the API's rules and messages, 401), a
+   session cookie against the session store (it must name a signed-in user; else 401 or 403).
 2. A declared Content-Length over the route's limit: 413 at once.
 3. Otherwise the body is counted as Django reads it, chunked or not: past the limit, 413 goes
    out, Django is told the client left (it stops reading and answers nothing), and the
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.urls import reverse
@@ -122,6 +125,37 @@ def without_credentials(scope: Scope) -> Refusal | None:
     return Refusal(403, NO_SESSION)
 
 
+async def invalid_credentials(scope: Scope) -> Refusal | None:
+    """The refusal for a write whose token or session cookie is present but not valid (None when valid)."""
+    if scope["method"] in SAFE_METHODS or scope["path"] in sign_in_paths():
+        return None
+    authorization = header(scope, b"authorization")
+    if scope["path"].startswith(API_PREFIX) and authorization is not None:
+        from console.errors import PaddockError
+        from serving.v2.auth import client_of
+        from serving.v2.http import tokens
+
+        try:
+            await tokens.authenticate(authorization, client_of(scope))
+        except PaddockError as error:
+            return Refusal(error.http_status, error.message, tuple(error.row.headers()))
+        return None
+    key = parse_cookie(header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME)
+    if key and not await sync_to_async(_signed_in, thread_sensitive=True)(key):
+        if scope["path"].startswith(API_PREFIX):
+            return Refusal(401, NO_CREDENTIALS, ((b"www-authenticate", b'Bearer realm="paddock"'),))
+        return Refusal(403, NO_SESSION)
+    return None
+
+
+def _signed_in(session_key: str) -> bool:
+    """Whether the session store holds this key, unexpired, for a signed-in user."""
+    from importlib import import_module
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return "_auth_user_id" in store.load()
+
+
 def declared_length(scope: Scope) -> int | None:
     """The Content-Length header as a number; None when absent (chunked) or not a number."""
     raw = header(scope, b"content-length")
@@ -137,7 +171,7 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refusal = without_credentials(scope)
+        refusal = without_credentials(scope) or await invalid_credentials(scope)
         limit = limit_for(scope)
         length = declared_length(scope)
         if refusal is None and length is not None and length > limit.bytes:

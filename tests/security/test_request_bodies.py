@@ -220,6 +220,23 @@ def test_an_api_body_over_the_default_limit_is_refused_as_it_streams(watched: Wa
     assert_cut_off(answer)
 
 
+def test_a_made_up_token_or_session_cannot_have_a_body_spooled(watched: Watch) -> None:
+    """Present but not valid: refused before the body is read, not after Django spooled it."""
+    made_up = {"Authorization": "Bearer pdk_" + "A" * 43}  # well-formed, unknown
+    answer = stream(watched.web.url, "/api/v1/models/iris/versions/", headers=made_up, while_open=watched.sample)
+    assert (answer.status, answer.json()) == (401, {"detail": "invalid token"})
+    assert_cut_off(answer)
+    stale = {"Cookie": "sessionid=not-a-session-of-this-server"}
+    answer = stream(watched.web.url, "/api/v1/models/iris/versions/", headers=stale, while_open=watched.sample)
+    assert (answer.status, answer.json()) == (401, NO_CREDENTIALS)
+    assert_cut_off(answer)
+    for path in ("/models/", "/models/iris/upload/"):
+        answer = stream(watched.web.url, path, headers=stale, while_open=watched.sample)
+        assert (answer.status, answer.body) == (403, NO_SESSION)
+        assert_cut_off(answer)
+    assert not ModelVersion.objects.exists()
+
+
 def test_a_bad_token_is_refused_by_drf_within_the_default_limit(web_process: WebProcess, iris: Any) -> None:
     body = json.dumps({"name": "x", "team": "ml"}).encode()
     request = urllib.request.Request(f"{web_process.url}/api/v1/models/", data=body, method="POST", headers={
