@@ -12,7 +12,7 @@ everything a caller sees of it, in one place:
     conflict      Conflict            409   -            4409             the message, status 409
     too_large     PayloadTooLarge     413   -            4413             the message, status 413
     queue_full    QueueFull           429   1            4429             (data plane only)
-    too_many_requests TooManyRequests 429   10           4429             (data plane only)
+    too_many_requests TooManyRequests 429 10         4429             (data plane, sign-in)
     inference     InferenceError      500   -            4500             (data plane only)
     internal      InternalError       500   -            4500             (data plane only)
     not_ready     ModelNotReady       503   1            4503             (data plane only)
@@ -124,7 +124,8 @@ class PayloadTooLarge(PaddockError):
 
 
 class QueueFull(PaddockError):
-    """The version's queue is at its depth limit (or a socket has too many requests in flight)."""
+    """The version's queue is at its depth limit, a socket has too many requests in flight, or a
+    token or the web process is past its budget of bytes in flight (serving/v2/budget.py)."""
 
     kind = "queue_full"
 

@@ -265,6 +265,19 @@ PADDOCK_AUTH_FAILURE_LIMIT = env_int("PADDOCK_AUTH_FAILURE_LIMIT", 20, minimum=1
 # stream without an Authorization header waits for its first message, {"auth": "Bearer <token>"}.
 PADDOCK_WS_MAX_STREAMS = env_int("PADDOCK_WS_MAX_STREAMS", 1024, minimum=1)
 PADDOCK_WS_AUTH_SECONDS = env_float("PADDOCK_WS_AUTH_SECONDS", 10.0, minimum=0.1)
+# Bytes of infer requests one web process holds until they are answered (serving/v2/budget.py: the
+# body or message, decoded copies of its inputs, 4 KiB for the task around it), and one token's
+# share of them; past either, 429 with Retry-After. 512 MiB keeps a web process under about 1 GiB
+# with its own code and caches, room for 4 requests of PADDOCK_MAX_INFER_BYTES in JSON (about
+# 128 MiB each, body and arrays) or some 100,000 small ones; beyond it a caller retries rather than
+# the OOM killer ending every tenant's requests at once. A token gets a quarter, so one tenant never
+# takes a process. A request is never refused for its size alone: one finds room where nothing is in flight.
+PADDOCK_WEB_INFLIGHT_BYTES = env_int("PADDOCK_WEB_INFLIGHT_BYTES", 512 * 1024 * 1024, minimum=4096)
+PADDOCK_TOKEN_INFLIGHT_BYTES = env_int("PADDOCK_TOKEN_INFLIGHT_BYTES", 128 * 1024 * 1024, minimum=4096)
+# Mirrored requests (shadow traffic) waiting or running in a web process, with their live answers,
+# besides the budget above: beyond this (or 4096 requests) they are skipped and counted as skipped.
+# Shadow figures are a sample, so an eighth of the web budget is plenty.
+PADDOCK_SHADOW_BACKLOG_BYTES = env_int("PADDOCK_SHADOW_BACKLOG_BYTES", 64 * 1024 * 1024, minimum=0)
 # A request a worker took but did not answer for this long (the worker died) is claimed by another.
 PADDOCK_CLAIM_IDLE_MS = env_int("PADDOCK_CLAIM_IDLE_MS", 5000, minimum=100)
 # Workers evict least-recently-used versions to stay under this (estimated) memory budget.

@@ -8,6 +8,7 @@ Read in this order:
     signature.py  decode, checked: the arrays against the version's signature (400 names the input)
     routes.py     route: a model's versions, active version and traffic, loaded from the database
     traffic.py    route: the version for this request (weights, sticky A/B key), shadow comparison
+    budget.py     the bytes each request holds while in flight, per token and per process (429 past them)
     dataplane.py  enqueue and await: one Redis stream entry per request, the reply by pub/sub
     wire.py       the wire format between web and workers, declared once (the Lua reads its names)
     resp.py       the lean Redis connections: write-only enqueue, the subscribed reply reader

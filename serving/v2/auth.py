@@ -45,6 +45,11 @@ class Principal:
     team_ids: frozenset[int]
     expires_at: datetime | None
 
+    @property
+    def tenant(self) -> str:
+        """The key of this token's byte budget (serving/v2/budget.py), the same over REST and websockets."""
+        return f"token-{self.token_id}"
+
     def has_scope(self, scope: str) -> bool:
         """Scopes imply narrower ones: `admin` everything, `manage` also `read`."""
         return scope in self.scopes or "admin" in self.scopes or (scope == "read" and "manage" in self.scopes)

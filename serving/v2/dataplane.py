@@ -16,9 +16,13 @@ share it); one instance per web process.
    or 503 when Redis is unreachable. Never silence.
 5. Live figures per version (serving.livestats) are counted in memory and added to Redis once a
    second; a shadow request is enqueued only after its caller has been answered, and its
-   comparison with the live answer is counted there, never returned."""
+   comparison with the live answer is counted there, never returned. Shadows waiting or running
+   are held to MAX_SHADOW_BACKLOG requests and PADDOCK_SHADOW_BACKLOG_BYTES; beyond, skipped.
+6. The transports charge each request's bytes to `budget` (serving.v2.budget) while it is in
+   flight: per token and per process."""
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -45,6 +49,7 @@ from registry.choices import VersionStatus
 from serving import metrics
 from serving.livestats import LiveStats
 from serving.v2 import resp, traffic, wire
+from serving.v2.budget import InFlightBytes, export_gauges
 from serving.v2.cache import RefreshingCache
 from serving.v2.protocol import InferRequest
 from serving.v2.routes import ModelRoute, VersionRoute, load_model_route
@@ -90,7 +95,8 @@ return 0
 """, UNAVAILABLE=ServiceUnavailable.kind, QUEUE_FULL=QueueFull.kind)
 
 ROUTE_TTL = 0.5
-# Mirrored requests are held this long and sent together; beyond the backlog they are skipped.
+# Mirrored requests are held this long and sent together; beyond the backlog (this many requests,
+# or PADDOCK_SHADOW_BACKLOG_BYTES) they are skipped.
 SHADOW_DELAY_SECONDS = 0.05
 MAX_SHADOW_BACKLOG = 4096
 HOLDERS_TTL = 1.0
@@ -128,8 +134,11 @@ class DataPlane:
         self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
         self.stats = LiveStats()
+        self.budget = InFlightBytes(settings.PADDOCK_WEB_INFLIGHT_BYTES, settings.PADDOCK_TOKEN_INFLIGHT_BYTES)
         self.shadows: set[asyncio.Task[None]] = set()
-        self.shadow_outbox: list[tuple[ModelRoute, VersionRoute, InferRequest, int, Answer]] = []
+        self.shadow_outbox: list[tuple[ModelRoute, VersionRoute, InferRequest, int, Answer, int]] = []
+        self.shadow_bytes = 0  # of the mirrored requests in the outbox or running (each with its live answer)
+        self.shadow_budget = settings.PADDOCK_SHADOW_BACKLOG_BYTES
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -196,6 +205,9 @@ class DataPlane:
                 self.commands.send("EVAL", ENQUEUE, 1, stream, payload, limit, rid, self.reply_to)
             except RedisError as exc:
                 raise ServiceUnavailable(f"the request queue is unavailable (Redis: {exc}); retry later") from None
+            # hiredis copied them into the outgoing buffer: while it waits, the request holds only
+            # what the transports charge it (budget.request_bytes), not two more copies of its inputs.
+            del tensors, payload
             wait = (deadline_ms - now_ms()) / 1000 + DEADLINE_GRACE_SECONDS
             timer = asyncio.get_running_loop().call_later(max(0.001, wait), _expire, future)
             try:
@@ -223,9 +235,10 @@ class DataPlane:
 
     # -- shadow ----------------------------------------------------------------------------------
 
-    def mirror(self, route: ModelRoute, request: InferRequest, rows: int, live: Answer) -> None:
+    def mirror(self, route: ModelRoute, request: InferRequest, rows: int, live: Answer, size: int) -> None:
         """Call after the caller has its answer: run the same request on the shadow version and
-        count how its output compares. Nothing of it reaches the caller.
+        count how its output compares. Nothing of it reaches the caller. `size`: the request's
+        bytes (budget.request_bytes); its live answer's are added.
 
         Mirrored requests wait in this process up to SHADOW_DELAY_SECONDS and leave together, so
         the worker runs them as one batch instead of interleaving one shadow run with each live
@@ -235,20 +248,28 @@ class DataPlane:
         version = route.versions.get(route.shadow[0]) if route.shadow else None
         if version is None or not version.is_servable():
             return
-        if len(self.shadow_outbox) + len(self.shadows) >= MAX_SHADOW_BACKLOG:
+        size += sum(array.nbytes for array in live.outputs.values())  # kept to compare with the shadow's
+        if (len(self.shadow_outbox) + len(self.shadows) >= MAX_SHADOW_BACKLOG
+                or self.shadow_bytes + size > self.shadow_budget):
             metrics.shadow(route.name, str(version.number), "skipped", None)  # the shadow can't keep up
             return
-        self.shadow_outbox.append((route, version, request, rows, live))
+        self.shadow_bytes += size
+        self.shadow_outbox.append((route, version, request, rows, live, size))
         if len(self.shadow_outbox) == 1:
             asyncio.get_running_loop().call_later(SHADOW_DELAY_SECONDS, self._release_shadows)
 
     def _release_shadows(self) -> None:
         batch, self.shadow_outbox = self.shadow_outbox, []
         loop = asyncio.get_running_loop()
-        for route, version, request, rows, live in batch:
+        for route, version, request, rows, live, size in batch:
             task = loop.create_task(self._shadow(route, version, request, rows, live))
             self.shadows.add(task)
-            task.add_done_callback(self.shadows.discard)
+            # A done callback, not a `finally`: it runs even for a task cancelled before it started.
+            task.add_done_callback(functools.partial(self._shadow_done, size))
+
+    def _shadow_done(self, size: int, task: "asyncio.Task[None]") -> None:
+        self.shadows.discard(task)
+        self.shadow_bytes -= size
 
     async def _shadow(self, route: ModelRoute, version: VersionRoute, request: InferRequest, rows: int,
                       live: Answer) -> None:
@@ -331,6 +352,7 @@ def get_dataplane() -> DataPlane:
     """This process's one DataPlane, made on first use."""
     global _dataplane
     if _dataplane is None:
-        _dataplane = DataPlane(settings.REDIS_URL)
+        dataplane = _dataplane = DataPlane(settings.REDIS_URL)
+        export_gauges(dataplane.budget, lambda: dataplane.shadow_bytes)
     return _dataplane
 

@@ -29,7 +29,8 @@ from console.errors import (
     PayloadTooLarge,
 )
 from serving import metrics
-from serving.v2.auth import TokenCache, authorize, client_of, visible_model_names
+from serving.v2.auth import Principal, TokenCache, authorize, client_of, visible_model_names
+from serving.v2.budget import request_bytes
 from serving.v2.dataplane import get_dataplane
 from serving.v2.protocol import InferRequest, decode_request, encode_response, error_body
 from serving.v2.routes import PLATFORMS
@@ -149,7 +150,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             if method != "POST":
                 raise MethodNotAllowed("use POST for infer")
             route = authorize(principal, await dataplane.route(name), name, "predict")
-            return await infer(scope, receive, send, route, version_number)
+            return await infer(scope, receive, send, route, version_number, principal)
         route = authorize(principal, await dataplane.route(name), name, "predict" if
                           principal.has_scope("predict") else "read")
         if action == "/ready":
@@ -179,13 +180,15 @@ def model_metadata(route: Any, number: int | None) -> bytes:
     return orjson.dumps(document)
 
 
-async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any, number: int | None) -> None:
+async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any, number: int | None,
+                principal: Principal) -> None:
     """Decode, check, route, enqueue and await one REST infer request, and answer it."""
     started = time.perf_counter()
     dataplane = get_dataplane()
     in_flight = metrics.in_flight(route.name)
     in_flight.inc()
     code, version, answer, request = 200, None, None, None
+    tenant, held = "", 0  # the token's budget key and the bytes charged to it (given back in finally)
     try:
         body = await read_body(scope, receive)
         length = header(scope, b"inference-header-content-length")
@@ -193,6 +196,9 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
         if length is not None and json_length is None:
             raise InvalidInput("Inference-Header-Content-Length must be a whole number of bytes")
         request = decode_request(body, json_length, request_limits())
+        check_priority(principal, request)
+        tenant = principal.tenant  # the token handle() let in
+        held = dataplane.budget.take(tenant, request_bytes(request, len(body)))
         version = dataplane.choose_version(route, number, request, scope["headers"])
         rows = check_request(request, version.inputs, version.outputs,
                              max_batch_size=route.settings["max_batch_size"])
@@ -213,12 +219,20 @@ async def infer(scope: dict[str, Any], receive: Receive, send: Send, route: Any,
         else:
             extra.append((b"inference-header-content-length", str(header_length).encode()))
             await respond(send, 200, payload, b"application/octet-stream", extra)
-        dataplane.mirror(route, request, rows, answer)  # only now that the caller has its answer
+        dataplane.mirror(route, request, rows, answer, held)  # only now that the caller has its answer
     finally:
+        dataplane.budget.give_back(tenant, held)
         in_flight.dec()
         # After the response has left: the transport writes it at the end of this loop tick.
         asyncio.get_running_loop().call_soon(record, dataplane, route, version, code,
                                              time.perf_counter() - started, answer, gated(route, number, request, code))
+
+
+def check_priority(principal: Principal, request: InferRequest) -> None:
+    """A request ahead of the default traffic (any explicit priority: 0 is served after them all)
+    needs a token with the `priority` scope, so that one caller cannot jump every other's queue."""
+    if request.priority and not principal.has_scope("priority"):
+        raise Forbidden("a priority above the default needs a token with the 'priority' scope")
 
 
 def gated(route: Any, number: int | None, request: InferRequest | None, code: int) -> bool:

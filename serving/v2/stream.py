@@ -23,9 +23,10 @@ import orjson
 from django.conf import settings
 
 from console.errors import NotFound, PaddockError, QueueFull, Unauthenticated
-from serving.v2.auth import authorize, client_of
+from serving.v2.auth import Principal, authorize, client_of
+from serving.v2.budget import request_bytes
 from serving.v2.dataplane import get_dataplane
-from serving.v2.http import gated, header, internal_error, record, request_limits, tokens
+from serving.v2.http import check_priority, gated, header, internal_error, record, request_limits, tokens
 from serving.v2.protocol import encode_response, parse_document, request_from_json
 from serving.v2.routes import ModelRoute
 from serving.v2.signature import check_request
@@ -185,24 +186,28 @@ class Stream:
                     await self.reply(error_reply(QueueFull(
                         f"more than {MAX_IN_FLIGHT} requests in flight on this socket")))
                     continue
-                task = asyncio.get_running_loop().create_task(self.answer(raw, route))
+                task = asyncio.get_running_loop().create_task(self.answer(raw, route, principal))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         finally:
             for task in self.tasks:
                 task.cancel()
 
-    async def answer(self, raw: str, route: ModelRoute) -> None:
+    async def answer(self, raw: str, route: ModelRoute, principal: Principal) -> None:
         """Decode, check, enqueue and await one message's request, and reply to it (500 when a bug
         stops it: a request id never goes unanswered while the socket is open)."""
         started = time.perf_counter()
         request_id = version = answer = request = None
         code: int | None = 200
+        held = 0  # the bytes charged to the token's budget (given back in finally)
         dataplane = get_dataplane()
         try:
             document = parse_document(raw, "message")
             request_id = document.get("id") if isinstance(document.get("id"), str) else None
             request = request_from_json(document, limits=request_limits())  # REST's: PADDOCK_MAX_*
+            del document  # its Python numbers can take 8 times the message: not kept while it waits
+            check_priority(principal, request)
+            held = dataplane.budget.take(principal.tenant, request_bytes(request, len(raw)))
             version = dataplane.choose_version(route, self.number, request, self.headers)
             rows = check_request(request, version.inputs, version.outputs,
                                  max_batch_size=route.settings["max_batch_size"])
@@ -211,7 +216,7 @@ class Stream:
             body, _ = encode_response(model_name=route.name, model_version=str(version.number), request=request,
                                       outputs=answer.outputs)
             await self.reply_raw(body.decode())
-            dataplane.mirror(route, request, rows, answer)
+            dataplane.mirror(route, request, rows, answer, held)
         except PaddockError as error:
             code = error.http_status
             await self.reply(error_reply(error, request_id))
@@ -223,6 +228,7 @@ class Stream:
             code = failure.http_status
             await self.reply(error_reply(failure, request_id))
         finally:
+            dataplane.budget.give_back(principal.tenant, held)
             if code is not None:
                 record(dataplane, route, version, code, time.perf_counter() - started, answer,
                        gated(route, self.number, request, code))

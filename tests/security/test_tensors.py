@@ -15,8 +15,10 @@ import orjson
 import pytest
 import redis
 from django.conf import settings
+from websockets.sync.client import connect
 
 from console.audit import Actor
+from console.services import create_token
 from registry import services
 from serving.v2.wire import stream_key
 from tests import models as built
@@ -183,10 +185,27 @@ def test_hostile_tensors_and_parameters_get_400_and_change_nothing(served: Serve
     watch.state().assert_unchanged_by_a_refusal(before)
 
 
-def test_the_largest_priority_and_timeout_are_served(served: Served, web_process: WebProcess) -> None:
+def test_the_largest_priority_and_timeout_are_served(served: Served, web_process: WebProcess,
+                                                    cast: dict[str, Any]) -> None:
+    _, ahead = create_token(actor=Actor.system("tests"), user=cast["engineer"], name="ahead",
+                            scopes=["predict", "priority"])
     document = {"inputs": [x_input([1, 8])], "parameters": {"priority": 8, "timeout": 60_000_000}}
-    status, _, body = infer_json(web_process.url, served.token, "iris", document)
+    status, _, body = infer_json(web_process.url, ahead, "iris", document)
     assert status == 200 and body["outputs"][0]["shape"] == [1, 3], body
+
+
+def test_a_priority_ahead_of_the_default_needs_the_priority_scope(served: Served, web_process: WebProcess) -> None:
+    """Any explicit priority is served before the default 0: without the scope, any caller could
+    put its requests ahead of every other tenant's."""
+    document = {"inputs": [x_input([1, 8])], "parameters": {"priority": 1}}
+    refusal = {"error": "a priority above the default needs a token with the 'priority' scope"}
+    assert infer_json(web_process.url, served.token, "iris", document)[::2] == (403, refusal)
+    with connect(web_process.url.replace("http", "ws", 1) + "/ws/v2/models/iris/infer",
+                 additional_headers={"Authorization": f"Bearer {served.token}"}) as socket:
+        socket.send(json.dumps({**document, "id": "p1"}))
+        assert json.loads(socket.recv(timeout=30)) == {**refusal, "status": 403, "id": "p1"}
+        socket.send(json.dumps({"inputs": [x_input([1, 8])], "id": "p0"}))
+        assert json.loads(socket.recv(timeout=30))["id"] == "p0"  # the socket keeps serving
 
 
 def test_bytes_inputs_take_strings_only_where_the_model_takes_bytes(
