@@ -38,6 +38,18 @@ def _check_slug(value: str, what: str) -> None:
         raise InvalidInput(f"invalid {what} '{value}': {slug_validator.message}") from None
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in a JSON-like value holds NUL, which PostgreSQL stores in no
+    text or JSON column (a row with one was a 500)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
 def check_tags(tags: Any) -> list[str]:
     """Tags as stored (stripped, unique, sorted), or InvalidInput saying what is wrong."""
     if not isinstance(tags, list) or any(not isinstance(t, str) or not t.strip() or len(t) > 64 for t in tags):
@@ -119,9 +131,10 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
     """Store a new immutable version and queue its validation; or, when the same files were
     uploaded to this model before, return that version. Returns (version, created).
 
-    1. Refuse what is over the size limit before reading it.
+    1. Refuse what is over the size limit, or a description with NUL, before reading it.
     2. Copy to a private temporary folder while hashing; a lone file already stored returns its version.
-    3. Inspect the copy (format, signature, external-data paths) and refuse what is not a model.
+    3. Inspect the copy (format, signature, external-data paths) and refuse what is not a model,
+       or names or metadata with NUL.
     4. Copy and hash the external-data files it reads; the same files (`version_checksum`) return
        the existing version.
     5. In one transaction: number the version, store the files, write the row and the audit event;
@@ -132,6 +145,8 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
     total = (upload.size or 0) + sum(f.size or 0 for f in external_data)
     if total > limit:
         raise PayloadTooLarge(f"upload is {total} bytes; the limit is {limit} bytes")
+    if holds_nul(description):
+        raise InvalidInput("the description must not contain NUL characters")
     filename = get_valid_filename(Path(upload.name or "").name) or "model"
     with tempfile.TemporaryDirectory(prefix="paddock-upload-") as scratch:
         local = Path(scratch) / filename
@@ -139,6 +154,8 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
         if not external_data and (existing := _existing(model, sha256, external=False)) is not None:
             return existing, False
         inspection = inspect_artifact(local, declared_format=declared_format, signature=signature)
+        if holds_nul([inspection.metadata, inspection.inputs, inspection.outputs]):
+            raise InvalidInput("the model's metadata or tensor names contain a NUL character, which cannot be stored")
         matched = _match_external_data(list(inspection.external_files), external_data)
         extra: dict[str, tuple[Path, str, int]] = {}  # location → (private copy, sha256, size)
         for index, (location, part) in enumerate(matched.items()):

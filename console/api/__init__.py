@@ -1,11 +1,13 @@
-"""The management API (DRF) and its one exception handler."""
+"""The management API (DRF): its one exception handler and its pagination."""
 
 from typing import Any
 
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from console.errors import PaddockError
+from console.errors import InvalidInput, PaddockError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -13,3 +15,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, PaddockError):
         return Response({"detail": exc.message}, status=exc.http_status)
     return drf_exception_handler(exc, context)
+
+
+def text_param(request: Request, name: str) -> str:
+    """A query parameter's text ('' when absent); InvalidInput for a NUL character, which no
+    PostgreSQL text holds (a filter on one was a 500)."""
+    value = request.query_params.get(name, "")
+    if "\x00" in value:
+        raise InvalidInput(f"'{name}' must not contain NUL characters")
+    return value
+
+
+class Pagination(LimitOffsetPagination):
+    """DRF's `?limit=&offset=` pages with a ceiling on `limit`: a larger one reads as 1000. DRF
+    passed any run of digits on to PostgreSQL, whose LIMIT is 64-bit (a 20-digit limit was a 500).
+    (An offset past the count is answered without a query.)"""
+
+    max_limit = 1000

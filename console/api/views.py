@@ -1,11 +1,11 @@
 """The console's part of the management API: API tokens and the audit log."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from console import services
 from console.access import request_token
+from console.api import text_param
 from console.api.serializers import (
     AuditEventSerializer,
     TokenCreatedSerializer,
@@ -24,6 +25,9 @@ from console.errors import InvalidInput, NotFound
 from console.models import ApiToken, AuditEvent
 
 
+@extend_schema_view(get=extend_schema(parameters=[
+    OpenApiParameter("user", str, description="Admins: only this user's tokens"),
+]))
 class TokenListView(generics.ListAPIView):
     """Your tokens (admins, in a session or with an `admin` token: everyone's, `?user=` to filter)."""
 
@@ -33,7 +37,7 @@ class TokenListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[ApiToken]:
         """The caller's own tokens; for an admin, everyone's, narrowed by `?user=` when given."""
         tokens = visible_tokens(self.request)
-        user = self.request.query_params.get("user")
+        user = text_param(self.request, "user")
         return tokens.filter(user__username=user) if user and sees_everyones_tokens(self.request) else tokens
 
     @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
@@ -90,10 +94,14 @@ class TokenDetailView(APIView):
 def _when(raw: str | None, name: str) -> datetime | None:
     if not raw:
         return None
-    value = parse_datetime(raw)
-    if value is None:
-        raise InvalidInput(f"'{name}' is not an ISO 8601 date-time: '{raw}'")
-    return value
+    try:
+        value = parse_datetime(raw)
+        if value is not None:
+            # In UTC: PostgreSQL refuses an offset over 15:59 and a time past 9999 (each was a 500).
+            return value.astimezone(UTC) if value.tzinfo else value
+    except (ValueError, OverflowError):  # well formed, but no such time: 2026-02-30, an offset of 25 hours
+        pass
+    raise InvalidInput(f"'{name}' is not an ISO 8601 date-time: '{raw}'")
 
 
 AUDIT_FILTERS = [
@@ -114,14 +122,10 @@ class AuditEventListView(generics.ListAPIView):
         params = self.request.query_params
         events = AuditEvent.objects.all()
         filters: dict[str, Any] = {}
-        if params.get("action"):
-            filters["action__startswith"] = params["action"]
-        if params.get("actor"):
-            filters["actor_username"] = params["actor"]
-        if params.get("object_type"):
-            filters["object_type"] = params["object_type"]
-        if params.get("object_id"):
-            filters["object_id"] = params["object_id"]
+        for param, lookup in (("action", "action__startswith"), ("actor", "actor_username"),
+                              ("object_type", "object_type"), ("object_id", "object_id")):
+            if value := text_param(self.request, param):
+                filters[lookup] = value
         since, until = _when(params.get("since"), "since"), _when(params.get("until"), "until")
         if since:
             filters["created_at__gte"] = since

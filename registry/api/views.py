@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.access import get_visible_model, request_token, require_engineer, visible_models
+from console.api import text_param
 from console.audit import Actor
 from console.bodylimit import MULTIPART_OVERHEAD_BYTES
 from console.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
@@ -47,6 +48,10 @@ def search_models(models: QuerySet[RegisteredModel], query: str, tag: str) -> Qu
     return models
 
 
+@extend_schema_view(get=extend_schema(parameters=[
+    OpenApiParameter("q", str, description="Text in the name or description, any case"),
+    OpenApiParameter("tag", str, description="A tag the model carries"),
+]))
 class ModelListView(generics.ListAPIView):
     """The models you can see, searched by `q` (name or description) and `tag`."""
 
@@ -54,9 +59,8 @@ class ModelListView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[RegisteredModel]:
         """The caller's visible models, narrowed by the `q` and `tag` query parameters."""
-        params = self.request.query_params
         models = visible_models(self.request.user, request_token(self.request))
-        return search_models(models, params.get("q", "").strip(), params.get("tag", "").strip())
+        return search_models(models, text_param(self.request, "q").strip(), text_param(self.request, "tag").strip())
 
     @extend_schema(request=ModelCreateSerializer, responses={201: ModelSerializer})
     def post(self, request: Request) -> Response:
@@ -192,7 +196,7 @@ class AliasDetailView(APIView):
     """One alias of a model: read it, point it at a version, or remove it."""
 
     def _alias(self, model: RegisteredModel, alias: str) -> Alias:
-        found = model.aliases.select_related("version").filter(name=alias).first()
+        found = None if "\x00" in alias else model.aliases.select_related("version").filter(name=alias).first()
         if found is None:
             raise NotFound(f"model '{model.name}' has no alias '{alias}'")
         return found

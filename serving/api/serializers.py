@@ -47,7 +47,8 @@ class DeploymentUpdateSerializer(serializers.Serializer):
                                               help_text="null: the champion alias, else the newest ready version")
     max_batch_size = serializers.IntegerField(min_value=0, max_value=4096, required=False)
     max_queue_delay_ms = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
-    preferred_batch_sizes = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    preferred_batch_sizes = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=4096),
+                                                  max_length=32, required=False)
     max_queue_depth = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     default_timeout_ms = serializers.IntegerField(min_value=1, max_value=3_600_000, required=False)
     min_workers = serializers.IntegerField(min_value=1, max_value=1024, required=False)

@@ -1,6 +1,7 @@
 """The serving side's management API: deployments, workers, rollouts and metrics. Thin: parse,
 check access, call a service, serialize."""
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -162,7 +163,8 @@ class LiveMetricsView(APIView):
     def get(self, request: Request, name: str) -> Response:
         model = get_visible_model(request.user, name, request_token(request))
         raw = request.query_params.get("seconds", "60")
-        if not raw.isdigit() or not 1 <= int(raw) <= 3600:
+        # ASCII digits: str.isdigit() also takes '²', which int() refuses (it was a 500).
+        if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 3600:
             raise InvalidInput("seconds must be a whole number from 1 to 3600")
         try:
             return Response(live.model_figures(model, int(raw)))
@@ -181,7 +183,10 @@ class MetricHistoryView(APIView):
         model = get_visible_model(request.user, name, request_token(request))
         params = request.query_params
         end = _when(params.get("end"), "end") or timezone.now()
-        start = _when(params.get("start"), "start") or end - timedelta(hours=1)
+        try:
+            start = _when(params.get("start"), "start") or end - timedelta(hours=1)
+        except OverflowError:  # the default window of an hour would begin before year 1 (it was a 500)
+            raise InvalidInput("end is too early for the default window of an hour: send start too") from None
         if start >= end:
             raise InvalidInput("start must be before end")
         raw = params.get("resolution")
@@ -201,7 +206,11 @@ class MetricHistoryView(APIView):
 def _when(raw: str | None, name: str) -> datetime | None:
     if not raw:
         return None
-    parsed = parse_datetime(raw)
-    if parsed is None:
-        raise InvalidInput(f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        parsed = parse_datetime(raw)
+        if parsed is not None:
+            # In UTC: PostgreSQL refuses an offset over 15:59 and a time past 9999 (each was a 500).
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # well formed, but no such time: 2026-02-30, an offset of 25 hours
+        pass
+    raise InvalidInput(f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z")

@@ -93,6 +93,25 @@ def test_admins_list_and_filter_events_over_the_api(client_for: Any) -> None:
     assert refused.status_code == 403 and refused.json() == {"detail": "token lacks the 'admin' scope"}
 
 
+@pytest.mark.parametrize(("params", "detail"), [
+    ({"since": "2026-02-30T10:00:00"}, "'since' is not an ISO 8601 date-time: '2026-02-30T10:00:00'"),
+    ({"until": "2026-01-01T00:00:00+25:00"}, "'until' is not an ISO 8601 date-time: '2026-01-01T00:00:00+25:00'"),
+    ({"until": "9999-12-31T23:59:59-23:59"}, "'until' is not an ISO 8601 date-time: '9999-12-31T23:59:59-23:59'"),
+    ({"action": "model.\x00"}, "'action' must not contain NUL characters"),
+    ({"object_id": "\x00"}, "'object_id' must not contain NUL characters"),
+])
+def test_audit_filters_that_were_500s_are_refused_with_400(client_for: Any, params: dict[str, str],
+                                                           detail: str) -> None:
+    """No such day, an offset over 24 h (or over PostgreSQL's 15:59), NUL in a text filter."""
+    response = client_for("admin", "admin").get("/api/v1/audit/", params)
+    assert response.status_code == 400 and response.json() == {"detail": detail}
+
+
+def test_a_limit_past_64_bits_reads_as_the_largest_page_of_events(client_for: Any) -> None:
+    response = client_for("admin", "admin").get("/api/v1/audit/", {"limit": "36893488147419103232"})
+    assert response.status_code == 200 and response.json()["count"] == AuditEvent.objects.count()
+
+
 def test_a_non_admin_session_is_refused_the_audit_api(cast: dict[str, Any]) -> None:
     from rest_framework.test import APIClient
 

@@ -189,3 +189,13 @@ def test_create_token_command_prints_a_working_token(cast: dict[str, Any], iris:
     assert [m["name"] for m in response.json()["results"]] == ["iris"]
     token = ApiToken.objects.get(digest=hash_token(raw))
     assert token.scopes == ["read", "predict"] and token.model_names == ["iris"]
+
+
+def test_a_limit_past_64_bits_reads_as_the_largest_page_and_a_nul_filter_is_refused(client_for: Any) -> None:
+    """Both were 500s (found by tests/security/test_api_fuzz.py): the limit reached PostgreSQL's
+    64-bit LIMIT, the NUL a text column."""
+    admin = client_for("admin", "read", "admin")
+    page = admin.get("/api/v1/tokens/", {"limit": "36893488147419103232"})
+    assert page.status_code == 200 and [t["name"] for t in page.json()["results"]] == ["admin-test"]
+    nul = admin.get("/api/v1/tokens/", {"user": "admin\x00"})
+    assert nul.status_code == 400 and nul.json() == {"detail": "'user' must not contain NUL characters"}

@@ -123,3 +123,22 @@ def test_the_openapi_schema_and_its_docs_page_are_served(db: Any) -> None:
     assert "/api/v1/models/{name}/versions/" in paths and "/api/v1/audit/" in paths
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
+
+
+def test_a_huge_limit_and_nul_in_names_or_filters_are_answered_without_a_500(engineer: Any) -> None:
+    """Each was a 500 (tests/security/test_api_fuzz.py): PostgreSQL's LIMIT is 64-bit and no
+    PostgreSQL text holds NUL. A name with NUL names no model or alias: 404, as any unknown one."""
+    page = engineer.get("/api/v1/models/", {"limit": "36893488147419103232"})
+    assert page.status_code == 200 and [m["name"] for m in page.json()["results"]] == ["iris"]
+    for param in ("q", "tag"):
+        refused = engineer.get("/api/v1/models/", {param: "tab\x00ular"})
+        assert refused.status_code == 400
+        assert refused.json() == {"detail": f"'{param}' must not contain NUL characters"}
+    for method, url, detail in [
+        ("get", "/api/v1/models/ir%00is/", "model 'ir\x00is' not found"),
+        ("get", "/api/v1/deployments/ir%00is/", "model 'ir\x00is' not found"),
+        ("get", "/api/v1/models/iris/aliases/cham%00pion/", "model 'iris' has no alias 'cham\x00pion'"),
+        ("delete", "/api/v1/models/iris/aliases/cham%00pion/", "model 'iris' has no alias 'cham\x00pion'"),
+    ]:
+        response = getattr(engineer, method)(url)
+        assert (response.status_code, response.json()) == (404, {"detail": detail}), url

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -169,6 +170,20 @@ def test_it_refuses_a_huge_body_from_its_content_length_before_reading_it(engine
     response = upload(engineer, b"\x08" + b"\x00" * 200_000)
     assert response.status_code == 413
     assert re.fullmatch(r"upload is \d+ bytes; the limit is 1000 bytes", response.json()["detail"])
+    assert nothing_stored(model)
+
+
+def test_it_refuses_nul_in_the_description_or_in_the_models_own_names_and_metadata(engineer: Any, model: Any) -> None:
+    """Each was a 500: no PostgreSQL text or JSON column holds NUL."""
+    response = upload(engineer, built.mlp_onnx(seed=1), description="a\x00b")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the description must not contain NUL characters"}
+    onnx_model = onnx.load_from_string(built.mlp_onnx(seed=1))
+    onnx_model.producer_name = "tests\x00"
+    response = upload(engineer, onnx_model.SerializeToString())
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "the model's metadata or tensor names contain a NUL character, which cannot be stored"}
     assert nothing_stored(model)
 
 

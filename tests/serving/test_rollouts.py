@@ -60,6 +60,17 @@ def test_refusals(iris: Any, client_for: Any, body: dict[str, Any], status: int,
 
 
 @pytest.mark.django_db
+def test_preferred_batch_sizes_are_bounded_like_max_batch_size(iris: Any, client_for: Any) -> None:
+    api = client_for("engineer")
+    huge = api.patch("/api/v1/deployments/iris/", {"preferred_batch_sizes": [2**70]}, format="json")
+    assert huge.status_code == 400
+    assert huge.json() == {"preferred_batch_sizes": {"0": ["Ensure this value is less than or equal to 4096."]}}
+    many = api.patch("/api/v1/deployments/iris/", {"preferred_batch_sizes": list(range(1, 40))}, format="json")
+    assert many.status_code == 400
+    assert many.json() == {"preferred_batch_sizes": ["Ensure this field has no more than 32 elements."]}
+
+
+@pytest.mark.django_db
 def test_one_live_rollout_per_model_and_no_hand_set_traffic_meanwhile(iris: Any, client_for: Any) -> None:
     api = client_for("engineer")
     first = start(api, candidate=2, strategy="shadow").json()

@@ -78,9 +78,24 @@ def test_periods_minutes_retention_and_the_history_api(iris: Any, conn: Any, cli
     ({"resolution": "30"}, "resolution must be 10 or 60 (seconds)"),
     ({"start": "yesterday"}, "start must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z"),
     ({"start": "2026-11-23T10:00:00Z", "end": "2026-11-23T09:00:00Z"}, "start must be before end"),
+    # Each of these was a 500 (found by tests/security/test_api_fuzz.py): no such day, an offset
+    # over 24 h, a time past year 9999 in UTC, an hour before year 1.
+    ({"start": "2026-02-30T10:00:00"}, "start must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z"),
+    ({"end": "2026-01-01T00:00:00+25:00"}, "end must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z"),
+    ({"end": "9999-12-31T23:59:59-23:59"}, "end must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z"),
+    ({"end": "0001-01-01T00:00:00Z"}, "end is too early for the default window of an hour: send start too"),
     ({"start": "2026-01-01T00:00:00Z", "end": "2026-11-01T00:00:00Z", "resolution": "10"},
      "that window has more than 20000 periods at this resolution: use 60 or a shorter window"),
 ])
 def test_history_refusals(iris: Any, client_for: Any, params: dict[str, str], message: str) -> None:
     response = client_for("viewer", "read").get("/api/v1/models/iris/metrics/history/", params)
     assert response.status_code == 400 and response.json() == {"detail": message}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seconds", ["0", "3601", "\u00b2", "0" * 5000, "1e3"])
+def test_the_live_window_is_a_whole_number_of_seconds(iris: Any, client_for: Any, seconds: str) -> None:
+    """'²' passed str.isdigit() and then failed int(): a 500."""
+    response = client_for("viewer", "read").get("/api/v1/models/iris/metrics/", {"seconds": seconds})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "seconds must be a whole number from 1 to 3600"}
