@@ -58,3 +58,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def web_server(web_process: WebProcess) -> str:
     """The data plane's URL for tests/integration's fixtures (`served`): the security suite's web process."""
     return web_process.url
+
+
+def settle_validations(timeout: float = 90) -> None:
+    """Wait until the worker has validated every version a test uploaded: a validation still
+    running when the test's tables are emptied deadlocks with the TRUNCATE (the worker locks the
+    version, then the model; TRUNCATE takes every table at once)."""
+    from registry.models import ModelVersion
+    from tests.conftest import wait_until
+
+    wait_until(lambda: not ModelVersion.objects.filter(status__in=["pending", "validating"]).exists(),
+               timeout=timeout, interval=0.2)
