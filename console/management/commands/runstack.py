@@ -1,10 +1,9 @@
 """`make run`: everything in the foreground — Redis (started when none answers), migrations,
-the admin user, the demo model, then web + Celery worker + beat. Ctrl-C stops all of them."""
+the admin user, the demo model, then web + Celery worker + beat, supervised (console/supervisor.py:
+a child that dies is started again). Ctrl-C stops all of them."""
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from urllib.parse import urlparse
@@ -13,6 +12,8 @@ import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from console.supervisor import Child, Supervisor
 
 
 class Command(BaseCommand):
@@ -23,11 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PADDOCK_PORT", "8000")))
 
     def handle(self, *args: object, **options: object) -> None:
-        children: list[subprocess.Popen[bytes]] = []
+        children: list[Child] = []
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         redis_server = self._ensure_redis()
         if redis_server is not None:
             children.append(redis_server)
+        supervisor = Supervisor(children, lambda line: self.stderr.write(f"[runstack] {line}"))
         try:
             call_command("migrate", interactive=False, verbosity=0)
             call_command("collectstatic", interactive=False, verbosity=0)
@@ -42,16 +44,19 @@ class Command(BaseCommand):
                 "beat": [python, "-m", "celery", "-A", "console", "beat", "-l", "INFO",
                          "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
             }
-            for command in commands.values():
-                children.append(subprocess.Popen(command, start_new_session=True))
+            for name, command in commands.items():
+                child = Child(name, command)
+                child.start()
+                children.append(child)
             self.stdout.write(self.style.SUCCESS(
                 f"Paddock is up on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)"
             ))
-            self._wait(children)
+            supervisor.run()  # restarts a child that dies; returns on Ctrl-C or SIGTERM
         finally:
-            self._stop(children)
+            supervisor.stop()
 
-    def _ensure_redis(self) -> "subprocess.Popen[bytes] | None":
+    def _ensure_redis(self) -> Child | None:
+        """None when a Redis answers at REDIS_URL; else the embedded one this started (supervised too)."""
         url = urlparse(settings.REDIS_URL)
         if self._redis_answers():
             return None
@@ -65,16 +70,16 @@ class Command(BaseCommand):
             )
         port = str(url.port or 6379)
         self.stdout.write(f"starting an embedded Redis on port {port}")
-        process = subprocess.Popen(
-            [binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--maxmemory", settings.PADDOCK_EMBEDDED_REDIS_MAXMEMORY, "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, start_new_session=True,
-        )
+        child = Child("redis", [binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--maxmemory", settings.PADDOCK_EMBEDDED_REDIS_MAXMEMORY,
+                                "--maxmemory-policy", "noeviction", "--loglevel", "warning"])
+        child.start()
         for _ in range(50):
             if self._redis_answers():
-                return process
+                return child
             time.sleep(0.1)
-        process.terminate()
+        if child.popen is not None:
+            child.popen.terminate()
         raise CommandError("the embedded Redis did not start")
 
     def _redis_answers(self) -> bool:
@@ -83,30 +88,3 @@ class Command(BaseCommand):
         except redis.RedisError:
             return False
 
-    def _wait(self, children: "list[subprocess.Popen[bytes]]") -> None:
-        stop = {"now": False}
-
-        def request_stop(signum: int, frame: object) -> None:
-            stop["now"] = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        while not stop["now"]:
-            for child in children:
-                if child.poll() is not None:
-                    command = child.args if isinstance(child.args, list) else [child.args]
-                    self.stderr.write(f"{' '.join(map(str, command))[:80]} exited with {child.returncode}")
-                    return
-            time.sleep(0.5)
-
-    def _stop(self, children: "list[subprocess.Popen[bytes]]") -> None:
-        # The Redis server goes last: the others may still flush to it while stopping.
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for child in reversed(children):
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
