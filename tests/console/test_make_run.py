@@ -21,6 +21,16 @@ SUITE_ONLY = ("DATABASE_URL", "MEDIA_ROOT", "PADDOCK_VAR_DIR", "PADDOCK_CELERY_Q
               "CSRF_COOKIE_SECURE")
 
 
+def ctrl_c(stack: "subprocess.Popen[bytes]") -> None:
+    """Stop runstack as a user does; fail (after killing its group) if it does not stop within 30 s."""
+    stack.send_signal(signal.SIGINT)
+    try:
+        stack.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(stack.pid, signal.SIGKILL)
+        pytest.fail("runstack did not stop on Ctrl-C")
+
+
 def test_runstack_brings_everything_up_with_embedded_defaults_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     web_port, redis_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if key not in SUITE_ONLY}
@@ -59,12 +69,7 @@ def test_runstack_brings_everything_up_with_embedded_defaults_and_stops_on_ctrl_
         assert "created admin user 'admin' with the password from PADDOCK_ADMIN_PASSWORD" in output
         assert f"Paddock is up on http://127.0.0.1:{web_port}/" in output
     finally:
-        stack.send_signal(signal.SIGINT)
-        try:
-            stack.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, signal.SIGKILL)
-            pytest.fail("runstack did not stop on Ctrl-C")
+        ctrl_c(stack)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (port_open(web_port) or port_open(redis_port)):
         time.sleep(0.2)
@@ -150,9 +155,4 @@ def test_runstack_starts_a_killed_worker_and_web_process_again(tmp_path: Path) -
             wait_until(answers, timeout=60, interval=0.5)
         assert stack.poll() is None  # runstack itself never stopped
     finally:
-        stack.send_signal(signal.SIGINT)
-        try:
-            stack.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, signal.SIGKILL)
-            pytest.fail("runstack did not stop on Ctrl-C")
+        ctrl_c(stack)
