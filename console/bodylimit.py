@@ -30,6 +30,8 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.urls import reverse
 
+from serving.v2.http import header  # the data plane's: one way to read a header from an ASGI scope
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -89,14 +91,6 @@ def limit_for(scope: Scope) -> Limit:
         return Limit(upload + MULTIPART_OVERHEAD_BYTES, upload, "upload")
     default = settings.PADDOCK_MAX_REQUEST_BYTES
     return Limit(default, default, "request body")
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """A request header's value (the first with that name), or None."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def has_session_cookie(scope: Scope) -> bool:

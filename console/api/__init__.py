@@ -1,7 +1,9 @@
 """The management API (DRF): its one exception handler and its pagination."""
 
+from datetime import UTC, datetime
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,3 +34,22 @@ class Pagination(LimitOffsetPagination):
     (An offset past the count is answered without a query.)"""
 
     max_limit = 1000
+
+
+def parse_instant(raw: str | None) -> datetime | None:
+    """An ISO 8601 date-time query parameter as an aware UTC datetime (a naive one is taken as
+    UTC); None when absent; ValueError when it names no time. In UTC because PostgreSQL refuses an
+    offset over 15:59 and a time past 9999 (each was a 500); 2026-02-30 or a 25-hour offset is
+    well formed but no time at all."""
+    if not raw:
+        return None
+    try:
+        parsed = parse_datetime(raw)
+    except (ValueError, OverflowError):
+        parsed = None
+    if parsed is None:
+        raise ValueError(raw)
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(raw) from None

@@ -1,10 +1,9 @@
 """The console's part of the management API: API tokens and the audit log."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -13,7 +12,7 @@ from rest_framework.views import APIView
 
 from console import services
 from console.access import request_token
-from console.api import text_param
+from console.api import parse_instant, text_param
 from console.api.serializers import (
     AuditEventSerializer,
     TokenCreatedSerializer,
@@ -92,16 +91,10 @@ class TokenDetailView(APIView):
 
 
 def _when(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
     try:
-        value = parse_datetime(raw)
-        if value is not None:
-            # In UTC: PostgreSQL refuses an offset over 15:59 and a time past 9999 (each was a 500).
-            return value.astimezone(UTC) if value.tzinfo else value
-    except (ValueError, OverflowError):  # well formed, but no such time: 2026-02-30, an offset of 25 hours
-        pass
-    raise InvalidInput(f"'{name}' is not an ISO 8601 date-time: '{raw}'")
+        return parse_instant(raw)
+    except ValueError:
+        raise InvalidInput(f"'{name}' is not an ISO 8601 date-time: '{raw}'") from None
 
 
 AUDIT_FILTERS = [

@@ -3,13 +3,12 @@ check access, call a service, serialize."""
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -17,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.access import get_visible_model, request_token, require_engineer, visible_models
+from console.api import parse_instant
 from console.audit import Actor
 from console.errors import InvalidInput, NotFound, ServiceUnavailable
 from serving import live, rollouts, rollups, services
@@ -204,13 +204,7 @@ class MetricHistoryView(APIView):
 
 
 def _when(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
     try:
-        parsed = parse_datetime(raw)
-        if parsed is not None:
-            # In UTC: PostgreSQL refuses an offset over 15:59 and a time past 9999 (each was a 500).
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):  # well formed, but no such time: 2026-02-30, an offset of 25 hours
-        pass
-    raise InvalidInput(f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z")
+        return parse_instant(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T10:00:00Z") from None
