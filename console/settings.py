@@ -147,6 +147,17 @@ if PADDOCK_DEVICE not in {"auto", "cpu", "cuda"}:
     raise ImproperlyConfigured(f"PADDOCK_DEVICE={PADDOCK_DEVICE!r}: expected auto, cpu or cuda")
 # A version stuck in `validating` this long (its worker died) is queued again by beat.
 PADDOCK_VALIDATION_STALE_SECONDS = env_int("PADDOCK_VALIDATION_STALE_SECONDS", 600, minimum=10)
+# Validation runs in a child process of the worker (registry/isolation.py) with these limits: its
+# address space (2 GiB: onnxruntime or torch and a small model take well under 1 GiB of it), its
+# CPU seconds, and the wall clock after which the worker kills it (below the stale age, or beat
+# would start a second validation of a running one).
+PADDOCK_VALIDATION_MEMORY_BYTES = env_int("PADDOCK_VALIDATION_MEMORY_BYTES", 2 * 1024**3, minimum=256 * 1024**2)
+PADDOCK_VALIDATION_CPU_SECONDS = env_int("PADDOCK_VALIDATION_CPU_SECONDS", 300, minimum=1)
+PADDOCK_VALIDATION_TIMEOUT_SECONDS = env_int("PADDOCK_VALIDATION_TIMEOUT_SECONDS", 300, minimum=1)
+if PADDOCK_VALIDATION_TIMEOUT_SECONDS >= PADDOCK_VALIDATION_STALE_SECONDS:
+    raise ImproperlyConfigured("PADDOCK_VALIDATION_TIMEOUT_SECONDS must be below PADDOCK_VALIDATION_STALE_SECONDS")
+# A validation whose worker died or was stopped this many times ends `failed` instead of again.
+PADDOCK_VALIDATION_MAX_ATTEMPTS = env_int("PADDOCK_VALIDATION_MAX_ATTEMPTS", 3, minimum=1)
 
 # Celery: the docs' Django recipe (namespace CELERY_).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

@@ -80,6 +80,9 @@ class ModelVersion(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     validation_started_at = models.DateTimeField(null=True, blank=True)
+    # Claims of its validation: one that never finished (its worker died) is retried up to
+    # PADDOCK_VALIDATION_MAX_ATTEMPTS, then the version fails.
+    validation_attempts = models.PositiveSmallIntegerField(default=0)
     validated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -17,7 +17,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Model
+from django.db.models import F, Max, Model
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -309,23 +309,33 @@ def local_artifact(version: ModelVersion) -> Iterator[Path]:
 def claim_validation(*, actor: Actor, version_id: int, stale_before: Any = None) -> bool:
     """Move a version to `validating` with a conditional UPDATE, audited in its transaction;
     False when someone else already has it (or it is done). With `stale_before`, also take over
-    a validation that started before then (its worker died)."""
-    now = timezone.now()
+    a validation that started before then (its worker died); each claim counts an attempt, and a
+    stale one that had PADDOCK_VALIDATION_MAX_ATTEMPTS already ends `failed` instead (False)."""
+    now, attempt = timezone.now(), F("validation_attempts") + 1
     with transaction.atomic():
         versions = ModelVersion.objects.filter(pk=version_id)
         pending = versions.filter(status=VersionStatus.PENDING)
-        claimed = pending.update(status=VersionStatus.VALIDATING, validation_started_at=now)
+        claimed = pending.update(status=VersionStatus.VALIDATING, validation_started_at=now,
+                                 validation_attempts=attempt)
         action, before = "version.validation_started", {"status": VersionStatus.PENDING}
+        failed = ""  # the reason, when the attempts ran out
         if not claimed and stale_before is not None:
-            stale = versions.filter(status=VersionStatus.VALIDATING, validation_started_at__lt=stale_before)
-            claimed = stale.update(validation_started_at=now)
             action, before = "version.validation_restarted", {"status": VersionStatus.VALIDATING}
-        if not claimed:
+            stale = versions.filter(status=VersionStatus.VALIDATING, validation_started_at__lt=stale_before)
+            tries = settings.PADDOCK_VALIDATION_MAX_ATTEMPTS
+            reason = f"validation did not finish after {tries} attempts (the worker died or was stopped each time)"
+            if stale.filter(validation_attempts__gte=tries).update(status=VersionStatus.FAILED, status_reason=reason,
+                                                                    validated_at=now):
+                action, failed = "version.validation_failed", reason
+            else:
+                claimed = stale.update(validation_started_at=now, validation_attempts=attempt)
+        if not claimed and not failed:
             return False
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
-        record_event(actor=actor, action=action, obj=version, before=before,
-                     after={"status": VersionStatus.VALIDATING, "started_at": now.isoformat()})
-    return True
+        after: dict[str, Any] = {"status": VersionStatus.FAILED, "reason": failed, "provider": None} if failed else {
+            "status": VersionStatus.VALIDATING, "started_at": now.isoformat(), "attempt": version.validation_attempts}
+        record_event(actor=actor, action=action, obj=version, before=before, after=after)
+    return not failed
 
 
 def finish_validation(*, actor: Actor, version_id: int, report: dict[str, Any] | None, error: str = "") -> None:

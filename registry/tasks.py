@@ -1,5 +1,5 @@
-"""Celery tasks of the registry: validating a version in its runtime, and re-queueing the
-validations a dead worker left behind."""
+"""Celery tasks of the registry: validating a version in its runtime (in a child process with
+resource limits, registry/isolation.py), and re-queueing the validations a dead worker left behind."""
 
 import logging
 from datetime import timedelta
@@ -11,15 +11,17 @@ from django.utils import timezone
 from console.audit import Actor
 from registry import services
 from registry.choices import VersionStatus
+from registry.isolation import Limits, Outcome, validate_in_child
 from registry.models import ModelVersion
-from registry.validation import ValidationFailed, validate_artifact
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="registry.tasks.validate_version", acks_late=True)
 def validate_version(version_id: int, retry_stale: bool = False) -> str:
-    """Load the version in its runtime and smoke-test it; idempotent (claims the row first)."""
+    """Load the version in its runtime and smoke-test it, in a child process under the
+    PADDOCK_VALIDATION_* limits: whatever the artifact does there, the version ends `ready` or
+    `failed` with the reason and this worker goes on. Idempotent (claims the row first)."""
     actor = Actor.system("worker")
     stale_before = timezone.now() - timedelta(seconds=settings.PADDOCK_VALIDATION_STALE_SECONDS)
     if not services.claim_validation(actor=actor, version_id=version_id,
@@ -28,20 +30,16 @@ def validate_version(version_id: int, retry_stale: bool = False) -> str:
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
     try:
         with services.local_artifact(version) as path:
-            report = validate_artifact(
+            outcome = validate_in_child(
                 path, fmt=version.format, inputs=version.inputs, outputs=version.outputs,
-                max_batch=settings.PADDOCK_VALIDATION_MAX_BATCH,
+                max_batch=settings.PADDOCK_VALIDATION_MAX_BATCH, limits=Limits.from_settings(),
+                device=settings.PADDOCK_DEVICE,
             )
-    except ValidationFailed as exc:
-        services.finish_validation(actor=actor, version_id=version_id, report=None, error=str(exc))
-        return "failed"
-    except Exception as exc:  # noqa: BLE001 - an unexpected error must still end the validation
+    except Exception as exc:  # noqa: BLE001 - storage or the child's start failed: still end the validation
         logger.exception("validation of version %s crashed", version_id)
-        services.finish_validation(actor=actor, version_id=version_id, report=None,
-                                   error=f"validation crashed: {type(exc).__name__}: {exc}")
-        return "failed"
-    services.finish_validation(actor=actor, version_id=version_id, report=report)
-    return "ready"
+        outcome = Outcome(None, f"validation crashed: {type(exc).__name__}: {exc}")
+    services.finish_validation(actor=actor, version_id=version_id, report=outcome.report, error=outcome.error)
+    return "failed" if outcome.error else "ready"
 
 
 @shared_task(name="registry.tasks.requeue_stale_validations")

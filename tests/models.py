@@ -180,3 +180,42 @@ def slow_mlp_onnx(inputs: int = 8, outputs: int = 3, width: int = 1024, depth: i
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="paddock-tests")
     model.ir_version = IR_VERSION
     return model.SerializeToString()
+
+
+def memory_hog_onnx(gib: int = 16) -> bytes:
+    """A few hundred bytes that pass inspection, but whose run asks for `gib` GiB: a zero tensor
+    whose shape is computed from the input's shape at run time (ConstantOfShape), so nothing
+    short of running it knows. y[batch, 4] = x + sum(zeros[batch·gib·2^16, 4096]) (float32)."""
+    rows = numpy_helper.from_array(np.array([gib << 16, 1024], dtype=np.int64), "scale")
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["x_shape"]),
+         helper.make_node("Mul", ["x_shape", "scale"], ["huge_shape"]),  # [batch·gib·2^16, 4·1024]
+         helper.make_node("ConstantOfShape", ["huge_shape"], ["huge"],
+                          value=numpy_helper.from_array(np.zeros(1, dtype=np.float32))),
+         helper.make_node("ReduceSum", ["huge"], ["total"], keepdims=0),
+         helper.make_node("Add", ["x", "total"], ["y"])],
+        "hog",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[rows],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="paddock-tests")
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def torchscript_memory_hog(gib: int = 16) -> bytes:
+    """TorchScript y[batch, 4] = x + sum(zeros(batch·gib GiB of float32)): torch's allocator asks."""
+    import torch
+
+    class Hog(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.floats_per_row = gib << 28  # a constant of the scripted module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.zeros(x.shape[0] * self.floats_per_row).sum()
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(Hog()), buffer)
+    return buffer.getvalue()
