@@ -293,6 +293,13 @@ PADDOCK_SHADOW_BACKLOG_BYTES = env_int("PADDOCK_SHADOW_BACKLOG_BYTES", 64 * 1024
 PADDOCK_CLAIM_IDLE_MS = env_int("PADDOCK_CLAIM_IDLE_MS", 5000, minimum=100)
 # Workers evict least-recently-used versions to stay under this (estimated) memory budget.
 PADDOCK_WORKER_MEMORY_MB = env_int("PADDOCK_WORKER_MEMORY_MB", 4096, minimum=64)
+# A worker whose resident memory grows past this (long-running processes fragment and leak)
+# stops taking batches, answers what it holds and exits to be started again (0: never). Twice
+# the models' budget by default: the runtimes' arenas and buffers come on top of the models.
+PADDOCK_WORKER_MAX_RSS_MB = env_int("PADDOCK_WORKER_MAX_RSS_MB", 2 * PADDOCK_WORKER_MEMORY_MB, minimum=0)
+# On SIGTERM (or that recycling) a worker drains: it runs and answers every batch it read or
+# holds, for this long at most; what is left then is claimed by another worker.
+PADDOCK_WORKER_DRAIN_SECONDS = env_int("PADDOCK_WORKER_DRAIN_SECONDS", 30, minimum=1)
 PADDOCK_INTRA_OP_THREADS = env_int("PADDOCK_INTRA_OP_THREADS", 0, minimum=0)
 # Every Redis key of the data plane starts with this: installations sharing a Redis stay apart.
 PADDOCK_REDIS_PREFIX = env_str("PADDOCK_REDIS_PREFIX", "paddock")

@@ -1,7 +1,9 @@
 """`make run`'s supervisor: keeps web, worker, beat (and the Redis it started) running. A child
 that exits is started again after a backoff (1 s, doubling to 30 s, reset after a minute up),
 with a log line; one that crash-loops (CRASH_LOOP_EXITS exits within CRASH_LOOP_SECONDS) is
-reported and left down while the rest keeps serving. Only Ctrl-C or SIGTERM stops everything."""
+reported and left down while the rest keeps serving. A worker that recycled itself (it exits with
+RECYCLED_EXIT_STATUS after draining: memory past its limit) is started again at once and not
+counted as a crash. Only Ctrl-C or SIGTERM stops everything."""
 
 import signal
 import subprocess
@@ -14,6 +16,7 @@ FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 1.0, 30.0
 STEADY_SECONDS = 60.0  # up this long: the next exit starts the backoff again from its first step
 CRASH_LOOP_EXITS, CRASH_LOOP_SECONDS = 5, 60.0
 POLL_SECONDS = 0.2
+RECYCLED_EXIT_STATUS = 75  # workers/bootsteps.py: a worker that drained and exited to be started afresh
 
 
 @dataclass
@@ -39,10 +42,11 @@ class Child:
 class Supervisor:
     """Starts the children, restarts the ones that die, and stops them all on request."""
 
-    def __init__(self, children: list[Child], log: Callable[[str], None]) -> None:
+    def __init__(self, children: list[Child], log: Callable[[str], None], stop_seconds: float = 10.0) -> None:
         self.children = children
         self.log = log
         self.stopping = False
+        self.stop_seconds = stop_seconds  # how long stopping children may take (a worker drains) before SIGKILL
 
     def request_stop(self, signum: int, frame: object) -> None:
         """Ctrl-C or SIGTERM: leave the loop and stop every child."""
@@ -78,6 +82,10 @@ class Supervisor:
 
     def _exited(self, child: Child, now: float) -> None:
         code = child.popen.returncode if child.popen else None
+        if code == RECYCLED_EXIT_STATUS:
+            self.log(f"{child.name} recycled itself (it drained and exited); starting it again now")
+            child.restart_at = now
+            return
         if now - child.started_at >= STEADY_SECONDS:
             child.backoff = FIRST_BACKOFF_SECONDS
         child.exits.append(now)
@@ -94,11 +102,11 @@ class Supervisor:
 
     def stop(self) -> None:
         """SIGTERM to every running child, the first started last (the Redis the others flush to),
-        then SIGKILL to any still running after 10 s."""
+        then SIGKILL to any still running after `stop_seconds`."""
         running = [c.popen for c in reversed(self.children) if c.popen is not None and c.popen.poll() is None]
         for popen in running:
             popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + self.stop_seconds
         for popen in running:
             try:
                 popen.wait(timeout=max(0.1, deadline - time.monotonic()))

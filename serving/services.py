@@ -10,6 +10,7 @@ from console.audit import Actor, record_event
 from console.errors import Conflict, InvalidInput, NotFound
 from registry.models import ModelVersion, RegisteredModel
 from serving.models import Deployment, Rollout, RolloutState
+from serving.v2.wire import MAX_QUEUE_DELAY_MS
 
 SETTINGS = ("max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes", "max_queue_depth",
             "default_timeout_ms", "min_workers", "instances")
@@ -73,6 +74,9 @@ def configure_deployment(*, actor: Actor, model: RegisteredModel, changes: dict[
                 setattr(deployment, field, changes[field])
         if deployment.max_queue_delay_ms and not deployment.max_batch_size:
             raise InvalidInput("max_queue_delay_ms needs batching: set max_batch_size above 0")
+        if deployment.max_queue_delay_ms > MAX_QUEUE_DELAY_MS:
+            raise InvalidInput(f"max_queue_delay_ms is at most {MAX_QUEUE_DELAY_MS}: a longer wait holds every "
+                               "caller of the model that long")
         _stamp(deployment, actor)
         deployment.save()
         record_event(actor=actor, action="deployment.configure", obj=deployment, before=before,

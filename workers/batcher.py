@@ -5,14 +5,20 @@ Each round:
    live workers by rendezvous hashing), load/evict, and publish a heartbeat.
 2. XREADGROUP on every held version's stream at once: take what is queued now (never wait when
    idle), up to max_batch_size per version (one COUNT for all streams: the smallest, topped up
-   at once for a version that allows more); wait up to max_queue_delay_ms for more only when
-   the deployment opts in.
+   at once for a version that allows more). A deployment that opts in (max_queue_delay_ms,
+   capped at MAX_QUEUE_DELAY_MS) has its partial batch held by the lane until it fills or the
+   delay ends, while the lane goes on reading and serving every other version.
 3. Drop entries whose deadline has passed (reply a `deadline` error), concatenate the rest along the batch axis,
    run ONE inference per batch, split the outputs.
 4. Publish the replies (one message per web process), XACK and XDEL: sent with the next
    XREADGROUP, in one write.
 5. Once a second: XAUTOCLAIM entries another worker took but left unanswered longer than the
    claim timeout (it died), and serve them.
+
+The heartbeat (workers/heartbeat.py) has a thread of its own, so no batch, load or wait delays
+it; it also recycles the worker past its memory limit. Stopping (SIGTERM: Celery's warm
+shutdown) drains: no new reads, every batch read or held is run and answered, then the worker
+leaves the workers hash.
 
 Steps 2-4 run in lanes: lane 0 is the batcher's own thread (it also plans and claims), and a
 version deployed with `instances` N is served by lanes 0 to N-1, each a thread with its own
@@ -25,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -42,15 +48,15 @@ from serving.v2.wire import (
     Job,
     fresh_heartbeats,
     now_ms,
-    pack_heartbeat,
     pack_tensor,
     reply,
     unpack_request,
     wanted_key,
     workers_key,
 )
+from workers.batching import batches, fills, instances_of, queue_delay_ms
 from workers.cache import Held, ModelCache, Plan, rendezvous
-from workers.devices import CpuMeter, GpuMeter, resident_bytes
+from workers.heartbeat import Heartbeat
 from workers.lane import Lane
 
 logger = logging.getLogger(__name__)
@@ -75,26 +81,53 @@ class Batcher:
         self.thread: threading.Thread | None = None
         self.next_plan = 0.0
         self.next_claim = 0.0
-        self.cpu = CpuMeter()
-        self.gpu = GpuMeter()
+        self.batches_run = 0
+        self.heartbeat = Heartbeat(self, self.redis_url)
+        # Set when the worker should be started afresh (memory past its limit): it drains, then
+        # `on_recycle` ends the process (the Celery bootstep sends it SIGTERM); without one, the
+        # batcher just stops.
+        self.recycling = threading.Event()
+        self.on_recycle: Callable[[], None] | None = None
+
+    batches = staticmethod(batches)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start lane 0 in its own daemon thread."""
+        """Start the heartbeat, and lane 0 in its own daemon thread."""
+        self.heartbeat.start()
         self.thread = threading.Thread(target=self.run, name="paddock-batcher", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
-        """Stop every lane, then leave the workers hash so that others stop counting on this one."""
+        """Drain: every lane finishes the batch it runs, runs and answers what it read or holds,
+        and sends its last replies and acknowledgements (PADDOCK_WORKER_DRAIN_SECONDS at most);
+        the worker leaves the workers hash first, so that other workers take over its versions
+        and nobody counts on it meanwhile."""
         self.stopping.set()
+        self.heartbeat.stop()
+        deadline = time.monotonic() + settings.PADDOCK_WORKER_DRAIN_SECONDS
         for thread in [self.thread, *(lane.thread for lane in self.lanes[1:])]:
-            if thread is not None:
-                thread.join(timeout=5)
-        try:
-            self.redis.hdel(workers_key(), self.consumer)
-        except redis.RedisError:
-            pass
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=max(0.1, deadline - time.monotonic()))
+                if thread.is_alive():
+                    logger.warning("%s still running after the drain timeout; its entries will be claimed",
+                                   thread.name)
+
+    def recycle(self, reason: str) -> None:
+        """Stop taking batches and end the worker once it has drained, to be started afresh."""
+        if self.recycling.is_set():
+            return
+        self.recycling.set()
+        logger.warning("recycling worker %s: %s; draining, then exiting to be started again", self.consumer, reason)
+        if self.on_recycle is not None:
+            self.on_recycle()
+        else:
+            threading.Thread(target=self.stop, name="paddock-recycle", daemon=True).start()
+
+    def served_batches(self) -> int:
+        """Batches this worker has run since it started."""
+        return self.batches_run
 
     def run(self) -> None:
         """Lane 0's loop: plans and claims as well as batches."""
@@ -123,9 +156,17 @@ class Batcher:
                 logger.exception("batcher round failed")
                 self.stopping.wait(0.5)
         try:
-            self.flush(lane)
+            self.drain(lane)
         except redis.RedisError:
             logger.warning("could not send the last replies before stopping")
+
+    def drain(self, lane: Lane) -> None:
+        """Run what the lane still holds (batches waiting to fill) and send every reply and acknowledgement."""
+        by_stream = {h.stream: h for h in list(self.cache.held.values())}
+        for stream, entries in lane.due(everything=True):
+            if stream in by_stream:
+                self.serve(by_stream[stream], entries, lane)
+        self.flush(lane)
 
     # -- one round -----------------------------------------------------------------------------
 
@@ -148,7 +189,9 @@ class Batcher:
         self.take(lane, [h for h in list(self.cache.held.values()) if lane.index < instances_of(h)])
 
     def take(self, lane: Lane, held: list[Held]) -> None:
-        """Read what is queued on the lane's streams, wait for more only where a deployment opts in, serve it."""
+        """Read what is queued on the lane's streams and serve it. A version that waits for fuller
+        batches has its partial batch held by the lane (Lane.hold) until it fills or its delay
+        ends; the read's block is cut to that moment, and every other version is served meanwhile."""
         if not held:
             self.flush(lane)
             self.stopping.wait(0.1)
@@ -157,33 +200,30 @@ class Batcher:
         # One blocking read over every held stream takes one COUNT for all: the smallest
         # max_batch_size, so that no version's entries are taken beyond what its next batch
         # runs (the rest stay in the stream for any worker or lane); a version that filled it
-        # and allows more is topped up at once (gather).
+        # and allows more is topped up at once.
         count = min(max(h.plan.settings["max_batch_size"], 1) for h in held)
-        answer = self.read(list(by_stream), count=count, block=READ_BLOCK_MS, lane=lane)
-        for index, (stream, entries) in enumerate(answer):
+        answer = self.read(list(by_stream), count=count, block=lane.block_ms(READ_BLOCK_MS), lane=lane)
+        ready: list[tuple[Held, list[Any]]] = []
+        for raw, entries in answer:
+            version = by_stream[raw.decode()]
+            entries = lane.waiting.pop(version.stream, []) + self.top_up(version, entries, count, lane)
+            if fills(version, entries):
+                lane.release(version.stream)
+                ready.append((version, entries))
+            else:  # held on, still due when its first entry's delay ends
+                lane.hold(version.stream, entries, queue_delay_ms(version) / 1000)
+        ready.extend((by_stream[stream], entries) for stream, entries in lane.due() if stream in by_stream)
+        for index, (version, entries) in enumerate(ready):
             if index:
                 self.flush(lane)  # one version's replies do not wait for another version's batch
-            version = by_stream[stream.decode()]
-            self.serve(version, self.gather(version, entries, count, lane), lane)
+            self.serve(version, entries, lane)
 
-    def gather(self, held: Held, entries: list[Any], count: int, lane: Lane | None = None) -> list[Any]:
+    def top_up(self, held: Held, entries: list[Any], count: int, lane: Lane | None = None) -> list[Any]:
         """Entries read with COUNT `count`: if that cut them short of this version's
-        max_batch_size, take what else is queued now; then, with max_queue_delay_ms > 0, wait
-        that long at most for a fuller batch."""
-        delay = held.plan.settings["max_queue_delay_ms"]
+        max_batch_size, take what else is queued now (never waiting)."""
         limit = max(held.plan.settings["max_batch_size"], 1)
         if len(entries) == count < limit:
             for _, new in self.read([held.stream], count=limit - count, block=None, lane=lane):
-                entries.extend(new)
-        preferred = set(held.plan.settings.get("preferred_batch_sizes") or [])
-        if delay <= 0 or len(entries) >= limit or len(entries) in preferred:
-            return entries
-        deadline = time.monotonic() + delay / 1000
-        while len(entries) < limit and len(entries) not in preferred:
-            remaining = int((deadline - time.monotonic()) * 1000)
-            if remaining <= 0:
-                break
-            for _, new in self.read([held.stream], count=limit - len(entries), block=remaining, lane=lane):
                 entries.extend(new)
         return entries
 
@@ -240,21 +280,6 @@ class Batcher:
         """Send the lane's queued replies and acknowledgements now."""
         (lane or self.lanes[0]).flush()
 
-    @staticmethod
-    def batches(held: Held, jobs: list[Job]) -> list[list[Job]]:
-        """Jobs that can share one run: same non-batch shapes, at most max_batch_size rows."""
-        limit = held.plan.settings["max_batch_size"]
-        if not held.plan.batchable or limit <= 0:
-            return [[job] for job in jobs]
-        groups: dict[tuple[Any, ...], list[list[Job]]] = defaultdict(list)
-        for job in jobs:
-            key = tuple((name, array.shape[1:], array.dtype.str) for name, array in sorted(job.inputs.items()))
-            chunks = groups[key]
-            if not chunks or sum(j.rows for j in chunks[-1]) + job.rows > limit:
-                chunks.append([])
-            chunks[-1].append(job)
-        return [chunk for chunks in groups.values() for chunk in chunks]
-
     def run_batch(self, held: Held, jobs: list[Job], lane: Lane | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Run one inference for the jobs' rows and split the outputs into one reply each."""
         started_ms = now_ms()
@@ -277,6 +302,7 @@ class Batcher:
         with self.counting:
             held.batches += 1
             held.rows += rows
+            self.batches_run += 1
         replies = []
         offset = 0
         for job in jobs:
@@ -290,11 +316,20 @@ class Batcher:
         return replies
 
     def claim_abandoned(self, held: list[Held]) -> None:
-        """Take over and serve the entries a dead worker left pending longer than the claim timeout."""
+        """Take over and serve the entries a dead worker left pending longer than the claim
+        timeout. Dead: its consumer has no fresh heartbeat (heartbeats have a thread of their
+        own), so a live worker's long batch, or a partial batch it holds for its queue delay, is
+        never taken from it and run twice."""
+        live = set(self.live_workers())
         for version in held:
-            claimed = self.redis.xautoclaim(version.stream, GROUP, self.consumer,
-                                            min_idle_time=settings.PADDOCK_CLAIM_IDLE_MS, count=256)
-            entries = claimed[1] if claimed else []
+            pending: list[dict[str, Any]] = cast(Any, self.redis.xpending_range(
+                version.stream, GROUP, min="-", max="+", count=256, idle=settings.PADDOCK_CLAIM_IDLE_MS))
+            ids = [entry["message_id"] for entry in pending if entry["consumer"].decode() not in live]
+            if not ids:
+                continue
+            # Entries deleted meanwhile leave the pending list without being returned (Redis 7).
+            entries: list[tuple[bytes, dict[bytes, bytes] | None]] = cast(Any, self.redis.xclaim(
+                version.stream, GROUP, self.consumer, min_idle_time=settings.PADDOCK_CLAIM_IDLE_MS, message_ids=ids))
             if entries:
                 logger.warning("claimed %d abandoned request(s) of %s v%s", len(entries), version.plan.model,
                                version.plan.number)
@@ -325,7 +360,7 @@ class Batcher:
         loaded = self.cache.sync(plans)
         self.ensure_groups([self.cache.held[v] for v in loaded])
         self.ensure_lanes()
-        self.heartbeat()
+        self.heartbeat.beat()  # what was loaded is known at once, not at the next beat
 
     def ensure_lanes(self) -> None:
         """As many lanes as the held version with the most instances needs; a lane that has
@@ -352,19 +387,3 @@ class Batcher:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    def heartbeat(self) -> None:
-        """Publish what this worker is and holds: host, pid, memory, CPU, GPUs, versions and their counts."""
-        beat = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "rss": resident_bytes(),
-            "cpu": self.cpu.percent(),
-            "gpus": self.gpu.read(),
-            "held": [h.describe() for h in self.cache.held.values()],
-        }
-        self.redis.hset(workers_key(), self.consumer, pack_heartbeat(beat))
-
-
-def instances_of(held: Held) -> int:
-    """The lanes that serve a version: its runtime's copies (1 without)."""
-    return held.runtime.instances

@@ -1,10 +1,19 @@
 """Starts the batcher inside each Celery worker process, beside the task pool: control tasks
-(validation) run in the pool, inference in the batcher thread."""
+(validation) run in the pool, inference in the batcher thread.
+
+Celery's warm shutdown (SIGTERM) stops the batcher through `stop`, which drains it: every batch
+it read or holds is run and answered before the process exits. A batcher that recycles itself
+(memory past PADDOCK_WORKER_MAX_RSS_MB) sends its own process SIGTERM, and the worker then exits
+with RECYCLED_EXIT_STATUS, which `make run`'s supervisor starts again at once, not counting it as
+a crash."""
 
 import os
+import signal
 from typing import Any
 
 from celery import bootsteps
+
+from console.supervisor import RECYCLED_EXIT_STATUS
 
 
 class BatcherStep(bootsteps.StartStopStep):
@@ -23,9 +32,12 @@ class BatcherStep(bootsteps.StartStopStep):
         from workers.batcher import Batcher
 
         self.batcher = Batcher(consumer=f"{worker.hostname}-{os.getpid()}")
+        self.batcher.on_recycle = lambda: os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
         self.batcher.start()
 
     def stop(self, worker: Any) -> None:
-        """Stop the batcher when the worker stops."""
+        """Drain the batcher when the worker stops; exit with RECYCLED_EXIT_STATUS if it asked to be recycled."""
         if self.batcher is not None:
             self.batcher.stop()
+            if self.batcher.recycling.is_set():
+                worker.exitcode = RECYCLED_EXIT_STATUS

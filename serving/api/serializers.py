@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutStrategy
+from serving.v2.wire import MAX_QUEUE_DELAY_MS
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -46,7 +47,7 @@ class DeploymentUpdateSerializer(serializers.Serializer):
     active_version = serializers.IntegerField(min_value=1, allow_null=True, required=False,
                                               help_text="null: the champion alias, else the newest ready version")
     max_batch_size = serializers.IntegerField(min_value=0, max_value=4096, required=False)
-    max_queue_delay_ms = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+    max_queue_delay_ms = serializers.IntegerField(min_value=0, max_value=MAX_QUEUE_DELAY_MS, required=False)
     preferred_batch_sizes = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=4096),
                                                   max_length=32, required=False)
     max_queue_depth = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)

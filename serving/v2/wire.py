@@ -60,6 +60,9 @@ SCHEMA = {"ENTRY_FIELD": ENTRY_FIELD, "RID": RID, "REPLY_TO": REPLY_TO, "DEADLIN
 
 # A worker whose last heartbeat is older than this is taken for dead.
 HEARTBEAT_FRESH_SECONDS = 5.0
+# The longest a deployment's partial batch may wait to fill (max_queue_delay_ms): a worker holds
+# it aside while serving other versions, but its callers wait, and claims start at 5 s idle.
+MAX_QUEUE_DELAY_MS = 1000
 
 
 def stream_key(version_id: int, sha256: str) -> str:

@@ -77,3 +77,18 @@ def test_stopping_ends_every_child() -> None:
     boss = supervise(children, [], lambda: True)
     boss.stop()
     assert all(child.popen is not None and child.popen.poll() is not None for child in children)
+
+
+def test_a_worker_that_recycles_itself_is_started_again_at_once_and_never_given_up() -> None:
+    """A worker past its memory limit drains and exits with RECYCLED_EXIT_STATUS: that is no
+    crash, however often it happens (here more often than the crash-loop limit)."""
+    recycler = Child("worker", [sys.executable, "-c", f"raise SystemExit({supervisor.RECYCLED_EXIT_STATUS})"])
+    lines: list[str] = []
+    exits = supervisor.CRASH_LOOP_EXITS + 2
+    boss = supervise([recycler], lines, lambda: lines.count(
+        "worker recycled itself (it drained and exited); starting it again now") >= exits)
+    try:
+        assert not recycler.given_up and not recycler.exits and recycler.backoff == supervisor.FIRST_BACKOFF_SECONDS
+        assert not any("not starting it again" in line for line in lines)
+    finally:
+        boss.stop()

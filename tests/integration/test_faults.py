@@ -91,19 +91,62 @@ def test_a_worker_killed_under_load_leaves_no_request_unanswered(served: Served,
     assert "abandoned request(s) of slow v1" in celery_worker.output()
 
 
-def freeze_holding_requests(worker: Any, stream: str) -> int:
+def test_a_worker_stopped_under_load_drains_what_it_holds_and_exits_cleanly(
+        served: Served, web_server: str, celery_worker: Any, cast: dict[str, Any], teams: dict[str, Any],
+        tmp_path: Path) -> None:
+    """SIGTERM (a restart, a deploy, the memory limit) while the worker holds requests it has
+    read but not answered: it finishes and answers them itself, then exits 0; nothing waits for
+    the other worker to claim them (which takes a claim timeout and a stale heartbeat)."""
+    actor = Actor(user=cast["engineer"])
+    model = services.create_model(actor=actor, name="drained", team=teams["ml"])
+    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
+    configure_deployment(actor=actor, model=model, changes={"min_workers": 2})
+    leaving = spawn_worker(tmp_path / "leaving.log", name="leaving")
+    try:
+        wait_until(lambda: holders(web_server, served.token, "drained") == 2, timeout=30, interval=0.3)
+        inputs = [np.random.default_rng(i).standard_normal((1, 1024)).astype(np.float32) for i in range(200)]
+        results: dict[int, tuple[int, dict[str, Any]]] = {}
+
+        def one(i: int) -> None:
+            body = {"id": str(i), "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024],
+                                              "data": inputs[i].ravel().tolist()}]}
+            status, _, answer = infer_json(web_server, served.token, "drained", body)
+            results[i] = (status, answer)
+
+        claims_before = celery_worker.output().count("abandoned request(s) of drained")
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(one, i) for i in range(len(inputs))]
+            wait_until(lambda: len(results) >= 40, timeout=60, interval=0.01)
+            held = freeze_holding_requests(leaving, stream_key(version.pk, version.sha256), prefix=b"leaving-")
+            leaving.popen.send_signal(signal.SIGTERM)  # delivered when it runs again
+            leaving.popen.send_signal(signal.SIGCONT)
+            assert leaving.popen.wait(timeout=60) == 0, leaving.output()[-3000:]
+            for future in futures:
+                future.result(timeout=CLIENT_TIMEOUT)
+    finally:
+        stop(leaving)
+    assert held > 0
+    assert sorted(results) == list(range(len(inputs)))
+    assert {status for status, _ in results.values()} == {200}, [b for s, b in results.values() if s != 200][:3]
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    pending = client.xpending(stream_key(version.pk, version.sha256), GROUP)
+    assert not [c for c in pending["consumers"] if c["name"].startswith(b"leaving-")]  # it acknowledged all it took
+    assert celery_worker.output().count("abandoned request(s) of drained") == claims_before  # nothing to claim
+
+
+def freeze_holding_requests(worker: Any, stream: str, prefix: bytes = b"doomed-") -> int:
     """SIGSTOP the worker at a moment it holds requests it has read but not answered (checked
     with XPENDING while it is frozen); return how many. The SIGKILL then strands them."""
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     for _ in range(2000):
         worker.popen.send_signal(signal.SIGSTOP)
         pending = client.xpending(stream, GROUP)
-        held = sum(c["pending"] for c in pending["consumers"] if c["name"].startswith(b"doomed-"))
+        held = sum(c["pending"] for c in pending["consumers"] if c["name"].startswith(prefix))
         if held:
             return int(held)
         worker.popen.send_signal(signal.SIGCONT)
         time.sleep(0.002)
-    raise AssertionError("the doomed worker never held a request")
+    raise AssertionError("the worker never held a request")
 
 
 @pytest.fixture

@@ -367,6 +367,9 @@ def test_deployment_changes_take_effect_without_a_restart(served: Served, web_se
     refused = api.patch("/api/v1/deployments/iris/", {"max_batch_size": 0, "max_queue_delay_ms": 5}, format="json")
     assert refused.status_code == 400
     assert refused.json() == {"detail": "max_queue_delay_ms needs batching: set max_batch_size above 0"}
+    capped = api.patch("/api/v1/deployments/iris/", {"max_queue_delay_ms": 1001}, format="json")
+    assert capped.status_code == 400
+    assert capped.json() == {"max_queue_delay_ms": ["Ensure this value is less than or equal to 1000."]}
 
 
 def test_a_pinned_version_no_worker_holds_is_loaded_on_first_request(served: Served, web_server: str,

@@ -3,7 +3,6 @@ priorities, failures, abandoned entries, waiting for a fuller batch and recoveri
 (how batches are formed and lanes: tests/serving/test_batching.py)."""
 
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,6 +178,11 @@ def test_requests_a_dead_consumer_left_unanswered_are_claimed_and_served(
     client.xclaim(queue.stream, wire.GROUP, "dead-worker", 0, ids, idle=5000)
     queue.send(3, rows(1, start=9.0))
     client.xreadgroup(wire.GROUP, "busy-worker", {queue.stream: ">"})  # read just now: not abandoned
+    queue.send(4, rows(1, start=4.0))
+    read: Any = client.xreadgroup(wire.GROUP, "live-worker", {queue.stream: ">"})
+    four = read[0][1][0][0]
+    client.xclaim(queue.stream, wire.GROUP, "live-worker", 0, [four], idle=5000)  # idle, but its worker lives:
+    client.hset(wire.workers_key(), "live-worker", wire.pack_heartbeat({"held": []}))  # a long batch, not abandoned
     held = held_for(queue, mlp_path)
     batcher.claim_abandoned([held])
     batcher.flush()
@@ -187,8 +191,9 @@ def test_requests_a_dead_consumer_left_unanswered_are_claimed_and_served(
     for rid, x in inputs.items():
         np.testing.assert_allclose(outputs_of(answers[rid])["probs"], mlp_expected(x), rtol=1e-5, atol=1e-6)
     pending = client.xpending_range(queue.stream, wire.GROUP, min="-", max="+", count=10)
-    assert [(entry["consumer"], entry["times_delivered"]) for entry in pending] == [(b"busy-worker", 1)]
-    assert client.xlen(queue.stream) == 1
+    assert [(entry["consumer"], entry["times_delivered"]) for entry in pending] == [(b"busy-worker", 1),
+                                                                                    (b"live-worker", 2)]
+    assert client.xlen(queue.stream) == 2
 
 
 def test_a_round_runs_no_more_than_max_batch_size_rows_at_once(batcher: Batcher, queue: Queue,
@@ -208,31 +213,49 @@ def test_a_round_runs_no_more_than_max_batch_size_rows_at_once(batcher: Batcher,
     assert (held.batches, held.rows) == (3, 5)
 
 
-def test_with_a_queue_delay_the_batcher_waits_for_a_fuller_batch(batcher: Batcher, queue: Queue,
-                                                                  mlp_path: Path) -> None:
-    held = held_for(queue, mlp_path, max_batch_size=2, max_queue_delay_ms=5000)
+def test_with_a_queue_delay_the_lane_holds_a_partial_batch_until_it_fills(batcher: Batcher, queue: Queue,
+                                                                          mlp_path: Path) -> None:
+    held = held_for(queue, mlp_path, max_batch_size=2, max_queue_delay_ms=1000)
+    lane = batcher.lanes[0]
     queue.send(1, rows(1, start=0.0))
-    late = threading.Timer(0.2, queue.send, args=(2, rows(1, start=1.0)))
-    started = time.monotonic()
-    late.start()
-    entries = batcher.gather(held, batcher.read([queue.stream], count=2, block=None)[0][1], count=2)
-    late.join()
-    assert len(entries) == 2 and 0.15 < time.monotonic() - started < 4  # full: no waiting for the rest
+    batcher.take(lane, [held])
+    assert queue.messages(timeout=0.1) == [] and list(lane.waiting) == [queue.stream]  # held, not run
+    queue.send(2, rows(1, start=1.0))
+    batcher.take(lane, [held])  # full: runs at once, long before its delay ends
+    batcher.flush()
+    assert rids(queue.messages()) == [[1, 2]] and (held.batches, held.rows) == (1, 2)
+    assert lane.waiting == {} and lane.until == {}
 
 
 def test_a_queue_delay_ends_at_a_preferred_batch_size_or_when_it_runs_out(batcher: Batcher, queue: Queue,
                                                                           mlp_path: Path) -> None:
-    preferring = held_for(queue, mlp_path, max_batch_size=8, max_queue_delay_ms=5000, preferred_batch_sizes=[2])
+    lane = batcher.lanes[0]
+    preferring = held_for(queue, mlp_path, max_batch_size=8, max_queue_delay_ms=1000, preferred_batch_sizes=[2])
     for rid in (1, 2):
         queue.send(rid, rows(1, start=0.0))
-    started = time.monotonic()
-    assert len(batcher.gather(preferring, batcher.read([queue.stream], count=8, block=None)[0][1], count=8)) == 2
-    assert time.monotonic() - started < 1
+    batcher.take(lane, [preferring])
+    batcher.flush()
+    assert rids(queue.messages()) == [[1, 2]] and lane.waiting == {}
     waiting = held_for(queue, mlp_path, max_batch_size=8, max_queue_delay_ms=300)
     queue.send(3, rows(1, start=0.0))
-    started = time.monotonic()
-    assert len(batcher.gather(waiting, batcher.read([queue.stream], count=8, block=None)[0][1], count=8)) == 1
-    assert 0.29 < time.monotonic() - started < 3
+    answered: list[list[dict[str, Any]]] = []
+    for _ in range(100):  # each round blocks until the held batch is due, 300 ms at most
+        batcher.take(lane, [waiting])
+        batcher.flush()
+        if answered := queue.messages(timeout=0.05):
+            break
+    assert rids(answered) == [[3]] and answered[0][0][wire.BATCH] == 1
+    assert answered[0][0][wire.QUEUE_MS] >= 300  # it waited its delay out for company that never came
+
+
+def test_a_queue_delay_above_the_cap_waits_no_longer_than_the_cap(batcher: Batcher, queue: Queue,
+                                                                  mlp_path: Path) -> None:
+    """A deployment row written before the cap may say 60 s; the worker waits MAX_QUEUE_DELAY_MS."""
+    held = held_for(queue, mlp_path, max_batch_size=8, max_queue_delay_ms=60_000)
+    lane = batcher.lanes[0]
+    queue.send(1, rows(1, start=0.0))
+    batcher.take(lane, [held])
+    assert 0 < lane.until[queue.stream] - time.monotonic() <= wire.MAX_QUEUE_DELAY_MS / 1000
 
 
 def test_after_redis_loses_a_stream_and_its_group_the_batcher_serves_again(

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         redis_server = self._ensure_redis()
         if redis_server is not None:
             children.append(redis_server)
-        supervisor = Supervisor(children, lambda line: self.stderr.write(f"[runstack] {line}"))
+        supervisor = Supervisor(children, lambda line: self.stderr.write(f"[runstack] {line}"),
+                                stop_seconds=settings.PADDOCK_WORKER_DRAIN_SECONDS + 5)  # the worker drains
         try:
             call_command("migrate", interactive=False, verbosity=0)
             call_command("collectstatic", interactive=False, verbosity=0)
