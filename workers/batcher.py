@@ -12,13 +12,11 @@ Each round:
    run ONE inference per batch, split the outputs.
 4. Publish the replies (one message per web process), XACK and XDEL: sent with the next
    XREADGROUP, in one write.
-5. Once a second: XAUTOCLAIM entries another worker took but left unanswered longer than the
-   claim timeout (it died), and serve them.
+5. Once a second: claim the entries a dead worker took but left unanswered, and serve them.
 
-The heartbeat (workers/heartbeat.py) has a thread of its own, so no batch, load or wait delays
-it; it also recycles the worker past its memory limit. Stopping (SIGTERM: Celery's warm
-shutdown) drains: no new reads, every batch read or held is run and answered, then the worker
-leaves the workers hash.
+The heartbeat (workers/heartbeat.py) has a thread of its own; it also recycles the worker past
+its memory limit. Stopping (SIGTERM: Celery's warm shutdown) drains: the worker leaves the
+workers hash, and every batch read or held is run and answered.
 
 Steps 2-4 run in lanes: lane 0 is the batcher's own thread (it also plans and claims), and a
 version deployed with `instances` N is served by lanes 0 to N-1, each a thread with its own
@@ -56,6 +54,7 @@ from serving.v2.wire import (
 )
 from workers.batching import batches, fills, instances_of, queue_delay_ms
 from workers.cache import Held, ModelCache, Plan, rendezvous
+from workers.devices import process_alive
 from workers.heartbeat import Heartbeat
 from workers.lane import Lane
 
@@ -64,6 +63,7 @@ logger = logging.getLogger(__name__)
 PLAN_INTERVAL = 1.0
 WANTED_TTL_SECONDS = 600
 READ_BLOCK_MS = 100
+DEAD_CLAIM_IDLE_MS = 250  # a dead process's entries: claimed at once, but by one worker only
 
 
 class Batcher:
@@ -124,10 +124,6 @@ class Batcher:
             self.on_recycle()
         else:
             threading.Thread(target=self.stop, name="paddock-recycle", daemon=True).start()
-
-    def served_batches(self) -> int:
-        """Batches this worker has run since it started."""
-        return self.batches_run
 
     def run(self) -> None:
         """Lane 0's loop: plans and claims as well as batches."""
@@ -316,25 +312,28 @@ class Batcher:
         return replies
 
     def claim_abandoned(self, held: list[Held]) -> None:
-        """Take over and serve the entries a dead worker left pending longer than the claim
-        timeout. Dead: its consumer has no fresh heartbeat (heartbeats have a thread of their
-        own), so a live worker's long batch, or a partial batch it holds for its queue delay, is
-        never taken from it and run twice."""
-        live = set(self.live_workers())
+        """Take over and serve the entries dead workers left pending. Dead: no fresh heartbeat
+        (heartbeats have a thread of their own, so a live worker's long batch, or a partial batch
+        it holds for its queue delay, is never taken from it and run twice) and idle past the
+        claim timeout; or, at once, a worker of this host whose process is gone (SIGKILL)."""
+        live, dead = self.workers()
         for version in held:
             pending: list[dict[str, Any]] = cast(Any, self.redis.xpending_range(
-                version.stream, GROUP, min="-", max="+", count=256, idle=settings.PADDOCK_CLAIM_IDLE_MS))
-            ids = [entry["message_id"] for entry in pending if entry["consumer"].decode() not in live]
-            if not ids:
-                continue
-            # Entries deleted meanwhile leave the pending list without being returned (Redis 7).
-            entries: list[tuple[bytes, dict[bytes, bytes] | None]] = cast(Any, self.redis.xclaim(
-                version.stream, GROUP, self.consumer, min_idle_time=settings.PADDOCK_CLAIM_IDLE_MS, message_ids=ids))
-            if entries:
-                logger.warning("claimed %d abandoned request(s) of %s v%s", len(entries), version.plan.model,
-                               version.plan.number)
-                field = ENTRY_FIELD.encode()
-                self.serve(version, [(entry_id, (fields or {}).get(field)) for entry_id, fields in entries])
+                version.stream, GROUP, min="-", max="+", count=256))
+            owners = {e["message_id"]: e["consumer"].decode() for e in pending if e["consumer"].decode() not in live}
+            for gone in (True, False):  # min idle: of two workers claiming at once, only one gets an entry
+                ids = [entry_id for entry_id, owner in owners.items() if (owner in dead) == gone]
+                idle = DEAD_CLAIM_IDLE_MS if gone else settings.PADDOCK_CLAIM_IDLE_MS
+                if ids:
+                    self.serve_claimed(version, self.redis.xclaim(version.stream, GROUP, self.consumer,
+                                                                  min_idle_time=idle, message_ids=ids))
+
+    def serve_claimed(self, version: Held, claimed: Any) -> None:
+        """Serve what XCLAIM returned (entries deleted meanwhile leave the pending list unreturned, Redis 7)."""
+        if claimed:
+            logger.warning("claimed %d abandoned request(s) of %s v%s", len(claimed), version.plan.model,
+                           version.plan.number)
+            self.serve(version, [(entry_id, (fields or {}).get(ENTRY_FIELD.encode())) for entry_id, fields in claimed])
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -374,8 +373,17 @@ class Batcher:
             lane.thread.start()
 
     def live_workers(self) -> list[str]:
-        """This worker and every worker with a fresh heartbeat, sorted (rendezvous hashing's input)."""
-        return sorted({self.consumer, *fresh_heartbeats(self.redis.hgetall(workers_key()))})
+        """This worker and every other live one, sorted (rendezvous hashing's input)."""
+        return sorted(self.workers()[0])
+
+    def workers(self) -> tuple[set[str], set[str]]:
+        """The live workers: this one, and those with a fresh heartbeat but for the dead ones
+        among them: on this host with their process gone (a SIGKILLed worker's heartbeat stays
+        fresh for 5 s; its versions and requests need not wait that long)."""
+        beats = fresh_heartbeats(self.redis.hgetall(workers_key()))
+        host = socket.gethostname()
+        dead = {name for name, beat in beats.items() if beat.get("host") == host and not process_alive(beat.get("pid"))}
+        return {self.consumer, *beats} - dead, dead
 
     def ensure_groups(self, held: list[Held]) -> None:
         """Create each held stream's consumer group (from id 0) where it is missing."""

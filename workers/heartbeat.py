@@ -87,6 +87,6 @@ class Heartbeat:
         if not self.limit or self.batcher.recycling.is_set():
             return
         rss = resident_bytes()
-        if rss > self.limit and self.batcher.served_batches():
+        if rss > self.limit and self.batcher.batches_run:
             self.batcher.recycle(f"resident memory {rss / 2**20:.0f} MiB is above PADDOCK_WORKER_MAX_RSS_MB="
                                  f"{self.limit // 2**20}")

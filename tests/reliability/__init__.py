@@ -1,0 +1,1 @@
+"""Faults injected into real processes under load, measured (docs/reliability.md)."""
