@@ -274,3 +274,24 @@ def test_after_redis_loses_a_stream_and_its_group_the_batcher_serves_again(
     finally:
         batcher.stop()  # before the queue's stream is deleted under it
     assert [(rid, failure(a)[:2]) for rid, a in answers.items()] == [(1, ("", 200))]
+
+
+def test_requests_of_a_worker_of_this_host_whose_process_is_gone_are_claimed_at_once(
+        batcher: Batcher, queue: Queue, client: redis.Redis, mlp_path: Path) -> None:
+    """SIGKILL leaves the worker's heartbeat fresh for 5 s; on its own host its pid tells it is
+    gone, so its requests need wait neither for that nor for the claim timeout."""
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid is free
+    queue.send(1, rows(1, start=0.0))
+    client.xreadgroup(wire.GROUP, "killed-worker", {queue.stream: ">"})  # just read: idle ~0
+    client.hset(wire.workers_key(), "killed-worker",
+                wire.pack_heartbeat({"host": socket.gethostname(), "pid": gone.pid, "held": []}))
+    assert "killed-worker" not in batcher.live_workers()
+    time.sleep(0.3)  # past DEAD_CLAIM_IDLE_MS, far below the claim timeout
+    batcher.claim_abandoned([held_for(queue, mlp_path)])
+    batcher.flush()
+    assert rids(queue.messages()) == [[1]] and queue.pending() == 0
