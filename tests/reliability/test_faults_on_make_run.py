@@ -6,82 +6,27 @@ named by PADDOCK_RELIABILITY_ROWS when that is set."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from serving.v2.wire import ENTRY_FIELD, GROUP, unpack_request
-from tests.conftest import ROOT, free_port, port_open, wait_until
-from tests.console.test_make_run import SUITE_ONLY, children_of, ctrl_c
+from tests.conftest import wait_until
 from tests.reliability.load import CLIENTS, TABLE_HEADER, Load, Outcome, Summary, summarize
+from tests.reliability.stack import GUARD_SECONDS, REDIS, WEB, WORKER, Stack, runstack
 
-WEB, WORKER, BEAT, REDIS = "serving.v2.server", "celery -A console worker", "celery -A console beat", "redis-server"
 WARM_SECONDS = 3.0  # load before the fault, so that the fault lands on a busy stack
-GUARD_SECONDS = 90.0  # a generous bound on recovering, so that a stack that never does fails the test
 SETTLE_SECONDS = 0.05  # a stopped worker's last write (replies, XACK) reaches Redis before we look
-
-
-@dataclass
-class Stack:
-    """The runstack process, its ports, its log and a `predict` token of its admin."""
-
-    popen: "subprocess.Popen[bytes]"
-    port: int
-    redis_port: int
-    log: Path
-    token: str
-
-    def child(self, marker: str) -> int:
-        """The pid of runstack's one child whose command line has `marker` (waiting for it to be there)."""
-        def found() -> int | None:
-            pids = [pid for pid, command in children_of(self.popen.pid).items() if marker in command]
-            return pids[0] if len(pids) == 1 else None
-        return int(wait_until(found, timeout=30, interval=0.1))
-
-    def redis(self) -> redis.Redis:
-        """A client of the Redis runstack started."""
-        return redis.Redis(port=self.redis_port, socket_timeout=5)
-
-    def serving(self) -> None:
-        """Wait until every child is up and the demo model answers 200 steadily (4 clients)."""
-        for marker in (WEB, WORKER, BEAT, REDIS):
-            self.child(marker)
-        load = Load(self.port, self.token, "demo-mlp", clients=4)
-        load.start()
-        try:
-            steady = load.wait_steady(0.0, timeout=GUARD_SECONDS)
-        finally:
-            load.stop()
-        assert steady, self.log.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`make run`'s runstack, as a user runs it, for the module's tests; Ctrl-C at the end."""
-    folder = tmp_path_factory.mktemp("make-run")
-    web_port, redis_port = free_port(), free_port()
-    env = {key: value for key, value in os.environ.items() if key not in SUITE_ONLY}
-    env.update(DEBUG="1", PADDOCK_VAR_DIR=str(folder), PADDOCK_PORT=str(web_port),
-               REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PADDOCK_ADMIN_PASSWORD="demo-admin-pass")
-    log = folder / "run.log"
-    popen = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=ROOT, env=env, stdout=log.open("wb"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until(lambda: port_open(web_port) or popen.poll() is not None, timeout=90)
-        assert popen.poll() is None, log.read_text()[-3000:]
-        token = subprocess.run([sys.executable, "manage.py", "create_token", "admin", "--scope", "predict"],
-                               cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip()
-        yield Stack(popen, web_port, redis_port, log, token)
-        assert popen.poll() is None, "runstack itself stopped"
-    finally:
-        ctrl_c(popen)
+    with runstack(tmp_path_factory.mktemp("make-run")) as started:
+        yield started
 
 
 def state(pid: int) -> str:
