@@ -53,5 +53,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await http.tokens.uses.close()  # token uses noted since the last batched write (serving/v2/tokenuse.py)
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -46,8 +46,9 @@ def resolve_token(raw: str) -> ApiToken:
     return token
 
 
-def check_token(token: ApiToken) -> None:
-    """Refuse a revoked, expired or orphaned token; note its use (at most once a minute)."""
+def check_token(token: ApiToken, *, note_use: bool = True) -> None:
+    """Refuse a revoked, expired or orphaned token; note its use (at most once a minute) unless
+    the caller notes it itself (the data plane, in batches: serving/v2/tokenuse.py)."""
     if token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("token revoked")
     now = timezone.now()
@@ -55,7 +56,7 @@ def check_token(token: ApiToken) -> None:
         raise exceptions.AuthenticationFailed("token expired")
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed("token owner is inactive")
-    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+    if note_use and (token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
 

@@ -12,6 +12,9 @@ view or size check runs, and that file moves to disk past 2.5 MB).
 3. Otherwise the body is counted as Django reads it, chunked or not: past the limit, 413 goes
    out, Django is told the client left (it stops reading and answers nothing), and the
    connection closes, so the rest of the body is never read.
+4. A credential that cannot be checked because the database is unreachable (a session, or a token
+   the data plane's cache does not hold): 503 with the reason. A full disk while Django spools the
+   body to its temporary file: 507 (console/errors.py `disk_full`), instead of a 500.
 
 Limits: the upload API and the console's upload page take PADDOCK_MAX_UPLOAD_BYTES plus
 MULTIPART_OVERHEAD_BYTES; every other route PADDOCK_MAX_REQUEST_BYTES. Refusals under /api/
@@ -30,7 +33,9 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.urls import reverse
 
+from console.errors import ServiceUnavailable, disk_full
 from serving.v2.http import header  # the data plane's: one way to read a header from an ASGI scope
+from serving.v2.outage import DATABASE_DOWN, UNAVAILABLE, closing_on_outage
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -131,17 +136,30 @@ async def invalid_credentials(scope: Scope) -> Refusal | None:
 
         try:
             await tokens.authenticate(authorization, client_of(scope))
+        except ServiceUnavailable:  # the database is down and the token is not cached: the API's words
+            return database_down()
         except PaddockError as error:
             return Refusal(error.http_status, error.message, tuple(error.row.headers()))
         return None
     key = parse_cookie(header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME)
-    if key and not await sync_to_async(_signed_in, thread_sensitive=True)(key):
+    try:
+        session_valid = not key or await sync_to_async(_signed_in, thread_sensitive=True)(key)
+    except DATABASE_DOWN:
+        return database_down()
+    if not session_valid:
         if scope["path"].startswith(API_PREFIX):
             return Refusal(401, NO_CREDENTIALS, ((b"www-authenticate", b'Bearer realm="paddock"'),))
         return Refusal(403, NO_SESSION)
     return None
 
 
+def database_down() -> Refusal:
+    """503 while the database is unreachable: a credential that needs it cannot be checked."""
+    error = ServiceUnavailable(UNAVAILABLE)
+    return Refusal(error.http_status, error.message, tuple(error.row.headers()))
+
+
+@closing_on_outage
 def _signed_in(session_key: str) -> bool:
     """Whether the session store holds this key, unexpired, for a signed-in user."""
     from importlib import import_module
@@ -172,7 +190,15 @@ class BodyLimit:
             refusal = limit.declared_over(length)
         if refusal is not None:
             return await refusal.send(scope, send)  # not one body byte read
-        await self.app(scope, *_Counted(scope, receive, send, limit).channels())
+        counted = _Counted(scope, receive, send, limit)
+        try:
+            await self.app(scope, *counted.channels())
+        except OSError as exc:  # Django spools the body to a temporary file before any middleware runs
+            error = disk_full(exc)
+            if error is None or counted.started:
+                raise
+            counted.answered = True
+            await Refusal(error.http_status, error.message).send(scope, send)
 
 
 class _Counted:

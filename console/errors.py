@@ -18,6 +18,7 @@ everything a caller sees of it, in one place:
     not_ready     ModelNotReady       503   1            4503             (data plane only)
     unavailable   ServiceUnavailable  503   1            4503             the message, status 503
     deadline      DeadlineExceeded    504   -            4504             (data plane only)
+    insufficient_storage InsufficientStorage 507 -       4507             the message, status 507
 
 The REST body is the transport's own: v2's `{"error": message}` on the data plane, DRF's
 `{"detail": message}` on the management API. A websocket error reply is
@@ -25,8 +26,14 @@ The REST body is the transport's own: v2's `{"error": message}` on the data plan
 Workers and the enqueue script send the kind over Redis, never a status (serving/v2/wire.py);
 the web side turns it back into its class with `error_of(kind, message)`."""
 
+import errno
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 WEBSOCKET_CLOSE_OFFSET = 4000  # private close codes: 4000 + the status the same refusal gets over REST
 
@@ -64,6 +71,8 @@ KINDS: dict[str, ErrorKind] = {
     "not_ready": ErrorKind(503, retry_after="1"),
     "unavailable": ErrorKind(503, retry_after="1"),
     "deadline": ErrorKind(504),
+    # The artifact store (or the folder uploads are received in) is full: no version was stored.
+    "insufficient_storage": ErrorKind(507),
 }
 
 
@@ -156,7 +165,7 @@ class ModelNotReady(PaddockError):
 
 
 class ServiceUnavailable(PaddockError):
-    """A backing service (Redis) cannot be reached."""
+    """A backing service (Redis, PostgreSQL) cannot be reached."""
 
     kind = "unavailable"
 
@@ -167,9 +176,43 @@ class DeadlineExceeded(PaddockError):
     kind = "deadline"
 
 
+class InsufficientStorage(PaddockError):
+    """The disk an upload is received in or stored on is full (ENOSPC); nothing of it is kept."""
+
+    kind = "insufficient_storage"
+
+
 _CLASS_OF: dict[str, type[PaddockError]] = {cls.kind: cls for cls in PaddockError.__subclasses__()}
 
 
 def error_of(kind: str, message: str) -> PaddockError:
     """The error a kind sent over the wire stands for (an unknown kind is an inference failure)."""
     return _CLASS_OF.get(kind, InferenceError)(message)
+
+
+STORE_FULL = ("the artifact store is full: no space is left for this upload, and nothing of it was kept; "
+              "free some space (or upload a smaller file), then try again")
+
+
+def disk_full(error: BaseException) -> InsufficientStorage | None:
+    """A full disk or quota (ENOSPC, EDQUOT) while an upload is received or stored, as the 507 its
+    caller gets (the message names no path); None for any other error."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(STORE_FULL)
+    return None
+
+
+def full_disk_is_507(function: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a function that stores an upload: a full disk inside it raises InsufficientStorage."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except OSError as exc:
+            error = disk_full(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return wrapper

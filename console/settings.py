@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
+    # Before CSRF's: a database outage answers 503, a full disk 507 (console/middleware.py).
+    "console.middleware.ServiceErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -97,6 +99,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         timeout=20, transaction_mode="IMMEDIATE",
         init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # An unreachable server (not one that refuses at once) must count as an outage in seconds,
+    # not after the operating system's connect timeout of minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -276,6 +283,12 @@ PADDOCK_AUTH_FAILURE_LIMIT = env_int("PADDOCK_AUTH_FAILURE_LIMIT", 20, minimum=1
 # stream without an Authorization header waits for its first message, {"auth": "Bearer <token>"}.
 PADDOCK_WS_MAX_STREAMS = env_int("PADDOCK_WS_MAX_STREAMS", 1024, minimum=1)
 PADDOCK_WS_AUTH_SECONDS = env_float("PADDOCK_WS_AUTH_SECONDS", 10.0, minimum=0.1)
+# While PostgreSQL is unreachable the data plane serves the last good routes and tokens (each
+# loaded at most this long ago; then 503 with the reason), and the batcher plans from the last
+# good routes; the console and API answer 503 (serving/v2/outage.py, docs/reliability.md).
+PADDOCK_DB_OUTAGE_GRACE_SECONDS = env_float("PADDOCK_DB_OUTAGE_GRACE_SECONDS", 300.0, minimum=0)
+# Token last_used_at: each web process notes uses in memory and writes them in one UPDATE this often.
+PADDOCK_TOKEN_USE_FLUSH_SECONDS = env_float("PADDOCK_TOKEN_USE_FLUSH_SECONDS", 10.0, minimum=0.1)
 # Bytes of infer requests one web process holds until they are answered (serving/v2/budget.py: the
 # body or message, decoded copies of its inputs, 4 KiB for the task around it), and one token's
 # share of them; past either, 429 with Retry-After. 512 MiB keeps a web process under about 1 GiB

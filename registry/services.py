@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from console.audit import Actor, record_event
-from console.errors import Conflict, InvalidInput, PayloadTooLarge
+from console.errors import Conflict, InvalidInput, PayloadTooLarge, full_disk_is_507
 from console.models import Team
 from registry.choices import VersionStatus
 from registry.inspection import ArtifactRejected, inspect_artifact
@@ -125,6 +125,7 @@ def delete_model(*, actor: Actor, model: RegisteredModel) -> None:
         transaction.on_commit(lambda: _remove(files, prune=True))
 
 
+@full_disk_is_507
 def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFile, declared_format: str = "",
                      signature: Any = None, description: str = "",
                      external_data: list[UploadedFile] | None = None) -> tuple[ModelVersion, bool]:
@@ -138,7 +139,8 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
     4. Copy and hash the external-data files it reads; the same files (`version_checksum`) return
        the existing version.
     5. In one transaction: number the version, store the files, write the row and the audit event;
-       validation is queued when it commits. On any failure the stored files are removed.
+       validation is queued when it commits. On any failure the stored files are removed, a
+       half-written one too, with the folders left empty; a full disk answers 507.
     """
     external_data = external_data or []
     limit = settings.PADDOCK_MAX_UPLOAD_BYTES
@@ -177,7 +179,8 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
                     outputs=inspection.outputs, description=description,
                     created_by=actor.person,
                 )
-                with local.open("rb") as handle:
+                name = version.artifact.field.generate_filename(version, filename)
+                with local.open("rb") as handle, _removed_if_half_written(name):
                     version.artifact.save(filename, File(handle), save=False)
                 stored.append(version.artifact.name)
                 folder = posixpath.dirname(version.artifact.name)
@@ -197,7 +200,7 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
                 raise
             return existing, False
         except BaseException:
-            _remove(stored)
+            _remove(stored, prune=True)
             raise
     return version, True
 
@@ -258,12 +261,25 @@ def _store_exact(folder: str, location: str, copy: Path, tensor: str) -> str:
     if escapes:
         raise ArtifactRejected(f"external data location '{location}' of {tensor} resolves outside the "
                                "version's folder through a symbolic link")
-    with copy.open("rb") as handle:
+    with copy.open("rb") as handle, _removed_if_half_written(name):
         saved = default_storage.save(name, File(handle))
     if saved != name:
         default_storage.delete(saved)
         raise ArtifactRejected(f"external data file '{name}' could not be stored under its own name")
     return saved
+
+
+@contextlib.contextmanager
+def _removed_if_half_written(name: str) -> Iterator[None]:
+    """Delete `name` when writing it fails (a full disk leaves part of it), unless it was there before."""
+    existed = default_storage.exists(name)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                default_storage.delete(name)
+        raise
 
 
 def _stored_files(version: ModelVersion) -> list[str]:

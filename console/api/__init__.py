@@ -10,12 +10,18 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from console.errors import InvalidInput, PaddockError
+from console.middleware import discard_uploads, service_error
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus Paddock's domain errors: `{"detail": message}` with their status."""
-    if isinstance(exc, PaddockError):
-        return Response({"detail": exc.message}, status=exc.http_status)
+    """DRF's handler, plus Paddock's domain errors: `{"detail": message}` with their status; the
+    database unreachable is 503 and a full disk 507 (console.middleware.service_error), not a 500."""
+    error = exc if isinstance(exc, PaddockError) else service_error(exc)
+    if error is not None:
+        if error.kind == "insufficient_storage" and context.get("request") is not None:
+            discard_uploads(context["request"])  # a full disk while DRF parsed the upload
+        headers = {name.decode(): value.decode() for name, value in error.row.headers()}
+        return Response({"detail": error.message}, status=error.http_status, headers=headers)
     return drf_exception_handler(exc, context)
 
 

@@ -3,6 +3,9 @@ path does not touch the database per request. A revoked token, an owner made ina
 off the model's team stops working within TOKEN_CACHE_SECONDS (an entry is fresh for half of it
 and served for the other half while one task reloads it); an expired one at once (its expiry is
 cached with it). Open websocket streams ask again on every message (`recheck`: a dict lookup).
+While the database is unreachable the cached principals and refusals are served on, for at most
+PADDOCK_DB_OUTAGE_GRACE_SECONDS (expiry still checked), and each use is noted in memory for
+`last_used_at`, written in batches off the request path (serving/v2/tokenuse.py).
 
 Unknown bearer strings are cheap to refuse: one not shaped like a Paddock token is refused
 without a query, a refusal is cached like a principal (in a bounded LRU), and an address with
@@ -25,7 +28,9 @@ from console.authentication import check_token, well_formed
 from console.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from console.models import ApiToken, Membership, hash_token
 from serving.v2.cache import RefreshingCache
+from serving.v2.outage import DATABASE_DOWN, closing_on_outage
 from serving.v2.routes import ModelRoute
+from serving.v2.tokenuse import TokenUses
 
 TOKEN_CACHE_SECONDS = 1.0
 # The too_many_requests row's Retry-After (console/errors.py) is this window: the longest wait.
@@ -61,14 +66,16 @@ class Principal:
         return self.superuser or route.team_id in self.team_ids
 
 
+@closing_on_outage
 def _load(digest: str) -> Principal | str:
     """The principal behind a token digest, or the reason it is refused (the management API's
-    rules and messages: console.authentication.check_token, which refuses an inactive owner)."""
+    rules and messages: console.authentication.check_token, which refuses an inactive owner).
+    Reads only: its use is noted by TokenUses."""
     token = ApiToken.objects.filter(digest=digest).select_related("user").first()
     if token is None:
         return INVALID
     try:
-        check_token(token)
+        check_token(token, note_use=False)
     except AuthenticationFailed as exc:
         return str(exc.detail)
     teams = frozenset(Membership.objects.filter(user_id=token.user_id).values_list("team_id", flat=True))
@@ -129,7 +136,9 @@ class TokenCache:
 
     def __init__(self, failure_limit: int | None = None) -> None:
         self._cache: RefreshingCache[str, Principal | str] = RefreshingCache(
-            sync_to_async(_load, thread_sensitive=True), TOKEN_CACHE_SECONDS / 2, stale=TOKEN_CACHE_SECONDS / 2)
+            sync_to_async(_load, thread_sensitive=True), TOKEN_CACHE_SECONDS / 2, stale=TOKEN_CACHE_SECONDS / 2,
+            unreachable=DATABASE_DOWN, grace=settings.PADDOCK_DB_OUTAGE_GRACE_SECONDS, what="tokens")
+        self.uses = TokenUses(settings.PADDOCK_TOKEN_USE_FLUSH_SECONDS)
         limit = settings.PADDOCK_AUTH_FAILURE_LIMIT if failure_limit is None else failure_limit
         self.failures = FailureLimiter(limit)
 
@@ -172,6 +181,7 @@ class TokenCache:
             raise Unauthenticated(result)
         if result.expires_at is not None and result.expires_at <= timezone.now():
             raise Unauthenticated("token expired")
+        self.uses.note(result.token_id)
         return result
 
 
@@ -184,6 +194,7 @@ def authorize(principal: Principal, route: ModelRoute | None, name: str, scope: 
     return route
 
 
+@closing_on_outage
 def visible_model_names(principal: Principal) -> set[str]:
     """The models a principal may see, by name: its user's teams' (every one for a superuser),
     narrowed by the token's model list. For pages that list models, such as /metrics."""

@@ -4,7 +4,8 @@ share it); one instance per web process.
 
 1. Routes (model → versions, active version, settings) are cached (serving.v2.cache: never older
    than 2 × ROUTE_TTL), so a deployment change reaches every web process within a second,
-   without a restart.
+   without a restart. While the database is unreachable the last good routes serve, for at most
+   PADDOCK_DB_OUTAGE_GRACE_SECONDS (serving.v2.outage).
 2. Enqueue: a Lua script checks the depth limit and XADDs, on a write-only connection
    (serving.v2.resp); the requests that arrive in one event-loop tick leave in one write. A
    refusal (queue full) comes back as a reply.
@@ -51,6 +52,7 @@ from serving.livestats import LiveStats
 from serving.v2 import resp, traffic, wire
 from serving.v2.budget import InFlightBytes, export_gauges
 from serving.v2.cache import RefreshingCache
+from serving.v2.outage import DATABASE_DOWN
 from serving.v2.protocol import InferRequest
 from serving.v2.routes import ModelRoute, VersionRoute, load_model_route
 from serving.v2.wire import (
@@ -130,7 +132,8 @@ class DataPlane:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.rids = itertools.count(1)
         self.routes: RefreshingCache[str, ModelRoute | None] = RefreshingCache(
-            sync_to_async(load_model_route, thread_sensitive=True), ROUTE_TTL)
+            sync_to_async(load_model_route, thread_sensitive=True), ROUTE_TTL, unreachable=DATABASE_DOWN,
+            grace=settings.PADDOCK_DB_OUTAGE_GRACE_SECONDS, what="routes")
         self.holders: dict[str, int] = {}  # version's stream → live workers holding it
         self.holders_expire = 0.0
         self.stats = LiveStats()

@@ -27,11 +27,13 @@ from console.errors import (
     NotFound,
     PaddockError,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from serving import metrics
 from serving.v2.auth import Principal, TokenCache, authorize, client_of, visible_model_names
 from serving.v2.budget import request_bytes
 from serving.v2.dataplane import get_dataplane
+from serving.v2.outage import DATABASE_DOWN, UNAVAILABLE
 from serving.v2.protocol import InferRequest, decode_request, encode_response, error_body
 from serving.v2.routes import PLATFORMS
 from serving.v2.signature import Limits, check_request
@@ -161,6 +163,8 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         return await respond(send, 200, model_metadata(route, version_number))
     except PaddockError as error:
         await respond_error(send, error)
+    except DATABASE_DOWN:  # /metrics' list of models a token may see (routes and tokens have their last good copy)
+        await respond_error(send, ServiceUnavailable(UNAVAILABLE))
     except Exception:  # noqa: BLE001 - a bug answers v2's 500, not uvicorn's plain text
         await respond_error(send, internal_error(f"{method} {path!r}"))
 

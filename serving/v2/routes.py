@@ -1,15 +1,20 @@
 """What the data plane needs to know about a model, read from the database and cached briefly
-in each process: its versions (signature, status) and which one its deployment sends traffic to."""
+in each process: its versions (signature, status) and which one its deployment sends traffic to.
+While the database is unreachable, the last good routes serve (serving/v2/outage.py)."""
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Prefetch
 
+from console.errors import ServiceUnavailable
 from registry.choices import VersionStatus
 from registry.models import Alias, ModelVersion, RegisteredModel
 from serving.models import DEFAULTS, Deployment
+from serving.v2.outage import DATABASE_DOWN, OutageLog, closing_on_outage, not_cached, too_old
 from serving.v2.signature import is_batchable
 from serving.v2.wire import stream_key
 
@@ -140,6 +145,7 @@ def _models() -> Any:
     )
 
 
+@closing_on_outage
 def load_model_route(name: str) -> ModelRoute | None:
     """A model's route from the database, or None for an unknown model."""
     model = _models().filter(name=name).first()
@@ -151,6 +157,31 @@ def load_routes(model_ids: Iterable[int]) -> dict[int, ModelRoute]:
     return {model.pk: _route(model) for model in _models().filter(pk__in=list(model_ids))}
 
 
-def load_all_routes() -> list[ModelRoute]:
-    """Every model's route (the batcher plans from them)."""
+@closing_on_outage
+def _read_all_routes() -> list[ModelRoute]:
     return [_route(model) for model in _models()]
+
+
+_last_good: tuple[float, list[ModelRoute]] | None = None  # (monotonic time loaded, routes) for load_all_routes
+_outage = OutageLog("planning from the last good routes (for up to PADDOCK_DB_OUTAGE_GRACE_SECONDS)",
+                    "routes are loaded from it again")
+
+
+def load_all_routes() -> list[ModelRoute]:
+    """Every model's route (the batcher plans from them once a second). While the database is
+    unreachable, the last good list, for at most PADDOCK_DB_OUTAGE_GRACE_SECONDS after it was
+    loaded (then ServiceUnavailable), so that the workers go on serving and heartbeating."""
+    global _last_good
+    grace = settings.PADDOCK_DB_OUTAGE_GRACE_SECONDS
+    try:
+        routes = _read_all_routes()
+    except DATABASE_DOWN as error:
+        _outage.failed(error)
+        if _last_good is None:
+            raise ServiceUnavailable(not_cached("routes")) from error
+        if time.monotonic() - _last_good[0] > grace:
+            raise ServiceUnavailable(too_old("routes", grace)) from error
+        return _last_good[1]
+    _outage.succeeded()
+    _last_good = (time.monotonic(), routes)
+    return routes

@@ -53,7 +53,7 @@ def test_the_statuses_are_the_ones_clients_rely_on() -> None:
         "InvalidInput": 400, "Unauthenticated": 401, "Forbidden": 403, "NotFound": 404, "MethodNotAllowed": 405,
         "Conflict": 409, "PayloadTooLarge": 413, "QueueFull": 429, "TooManyRequests": 429, "InferenceError": 500,
         "InternalError": 500,
-        "ModelNotReady": 503, "ServiceUnavailable": 503, "DeadlineExceeded": 504,
+        "ModelNotReady": 503, "ServiceUnavailable": 503, "DeadlineExceeded": 504, "InsufficientStorage": 507,
     }
 
 
