@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from console.audit import Actor
+from console.tasks import skipped_while_database_down
 from registry import services
 from registry.choices import VersionStatus
 from registry.isolation import Limits, Outcome, validate_in_child
@@ -43,6 +44,7 @@ def validate_version(version_id: int, retry_stale: bool = False) -> str:
 
 
 @shared_task(name="registry.tasks.requeue_stale_validations")
+@skipped_while_database_down
 def requeue_stale_validations() -> int:
     """Queue again what a dead worker left half-done: pending versions older than a minute and
     validations that started too long ago."""

@@ -4,12 +4,14 @@ import logging
 
 from celery import shared_task
 
+from console.tasks import skipped_while_database_down
 from serving import rollouts, rollups
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="serving.tasks.evaluate_rollouts", ignore_result=True)
+@skipped_while_database_down
 def evaluate_rollouts() -> dict[int, str]:
     """Judge every running rollout's current step (serving.rollouts.tick)."""
     outcomes = {}
@@ -23,6 +25,7 @@ def evaluate_rollouts() -> dict[int, str]:
 
 
 @shared_task(name="serving.tasks.roll_up_metrics", ignore_result=True)
+@skipped_while_database_down
 def roll_up_metrics() -> dict[str, int]:
     """Keep the live figures in Postgres (serving.rollups.roll_up)."""
     return rollups.roll_up()
