@@ -217,3 +217,22 @@ def sign_in(url: str, username: str) -> dict[str, str]:
                                                           "Content-Type": "application/x-www-form-urlencoded"})
     assert signed.status == 302 and "sessionid" in signed.cookies, signed
     return {**page.cookies, **signed.cookies}
+
+
+def test_on_make_run_a_full_artifact_store_answers_507_and_the_demo_model_serves_on(tmp_path: Path) -> None:
+    """`make run` with its artifact store (MEDIA_ROOT) on a 2 MiB disk: the demo model fits, a
+    3 MiB upload does not. 507 with the message, no version and no file kept, inference unharmed;
+    a small upload then takes the next number."""
+    from tests.reliability.stack import runstack
+
+    with tmpfs("2m") as media, runstack(tmp_path, "predict", "read", "manage", MEDIA_ROOT=str(media)) as stack:
+        stack.serving()
+        before = files_under(media)
+        content_type, body = multipart({"artifact": ("model.onnx", BIG)})
+        answer = send(stack.url, "POST", "/api/v1/models/demo-mlp/versions/", body,
+                      {"Authorization": f"Bearer {stack.token}", "Content-Type": content_type})
+        assert (answer.status, json.loads(answer.body)) == (507, {"detail": STORE_FULL})
+        assert files_under(media) == before
+        assert [v["number"] for v in stack.api("GET", "/api/v1/models/demo-mlp/versions/")] == [1]
+        stack.serving()  # the demo model still answers
+        assert stack.upload("demo-mlp", SMALL) == 2
