@@ -25,12 +25,14 @@ Retry-After would, rather than spinning on instant 503s.
 
 import asyncio
 import itertools
+import os
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 import uvloop
@@ -258,3 +260,15 @@ def recovery(outcomes: list[Outcome], fault_at: float, gone_at: float) -> float 
     last_bad = max((o.ended for o in outcomes if o.kind != "ok" and o.ended >= fault_at), default=fault_at)
     firsts = [o.ended for o in outcomes if o.kind == "ok" and o.sent >= gone_at and o.ended >= last_bad]
     return min(firsts) - fault_at if firsts else None
+
+
+def report(summary: Summary) -> None:
+    """Print the row (pytest -s shows it) and append it to PADDOCK_RELIABILITY_ROWS, if set."""
+    print(f"\n{TABLE_HEADER}\n{summary.report()}")
+    target = os.environ.get("PADDOCK_RELIABILITY_ROWS")
+    if target:
+        path = Path(target)
+        with path.open("a") as rows:
+            if path.stat().st_size == 0:
+                rows.write(TABLE_HEADER + "\n")
+            rows.write(summary.row() + "\n")

@@ -26,7 +26,7 @@ import pytest
 
 from serving.v2.outage import UNAVAILABLE, too_old
 from tests.conftest import free_port, wait_until
-from tests.reliability.load import Load, summarize
+from tests.reliability.load import Load, report, summarize
 from tests.reliability.pgcluster import Cluster
 from tests.reliability.stack import ADMIN_PASSWORD, GUARD_SECONDS, Stack, runstack
 
@@ -155,8 +155,8 @@ def test_inference_rides_out_a_database_outage_while_the_console_and_api_say_so(
     summary = summarize(outcomes, fault="PostgreSQL stopped (`pg_ctl stop -m fast`) for 60 s", fault_at=stopping,
                         gone_at=down, clients=CLIENTS, refused=load.refused)
     during = [o for o in outcomes if o.sent >= down]
-    print(f"\n{summary.report()}\n"
-          f"during the outage: {len(during)} requests sent, {sum(o.kind == 'ok' for o in during)} answered 200\n"
+    report(summary)
+    print(f"during the outage: {len(during)} requests sent, {sum(o.kind == 'ok' for o in during)} answered 200\n"
           f"console and API during the outage: {sum(len(a) for a in answers.values())} requests, "
           f"{sum(s == 503 for a in answers.values() for s, _ in a)} answered 503\n"
           f"after PostgreSQL returned: the API answered 200 after {api_back_s:.1f} s; the outage's token uses "
@@ -203,7 +203,7 @@ def test_past_the_grace_inference_answers_503_with_the_reason_and_recovers(clust
 
     summary = summarize(outcomes, fault=f"PostgreSQL stopped, grace {GRACE_SECONDS:g} s", fault_at=down,
                         gone_at=down, clients=CLIENTS, refused=load.refused)
-    print(f"\n{summary.report()}")
+    report(summary)
     reasons = {too_old("tokens", GRACE_SECONDS), too_old("routes", GRACE_SECONDS)}
     within = [o for o in outcomes if down <= o.sent and o.ended < down + GRACE_SECONDS - 1.0]
     past = [o for o in outcomes if past_grace <= o.sent and o.ended < restarting]

@@ -15,7 +15,7 @@ import pytest
 
 from serving.v2.wire import ENTRY_FIELD, GROUP, unpack_request
 from tests.conftest import wait_until
-from tests.reliability.load import CLIENTS, TABLE_HEADER, Load, Outcome, Summary, summarize
+from tests.reliability.load import CLIENTS, Load, Outcome, Summary, report, summarize
 from tests.reliability.stack import GUARD_SECONDS, REDIS, WEB, WORKER, Stack, runstack
 
 WARM_SECONDS = 3.0  # load before the fault, so that the fault lands on a busy stack
@@ -44,18 +44,6 @@ def kill(pid: int) -> tuple[float, float]:
     fault_at = time.monotonic()
     wait_until(lambda: state(pid) in ("Z", "X"), timeout=10, interval=0.001)
     return fault_at, time.monotonic()
-
-
-def report(summary: Summary) -> None:
-    """Print the row (pytest -s shows it) and append it to PADDOCK_RELIABILITY_ROWS, if set."""
-    print(f"\n{TABLE_HEADER}\n{summary.report()}")
-    target = os.environ.get("PADDOCK_RELIABILITY_ROWS")
-    if target:
-        path = Path(target)
-        with path.open("a") as rows:
-            if path.stat().st_size == 0:
-                rows.write(TABLE_HEADER + "\n")
-            rows.write(summary.row() + "\n")
 
 
 def run_with_fault(stack: Stack, fault: str,

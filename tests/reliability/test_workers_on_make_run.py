@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from registry.demo import build_demo_onnx
-from tests.reliability.load import CLIENTS, Load, Outcome
+from tests.reliability.load import CLIENTS, Load, Outcome, report, summarize
 from tests.reliability.stack import GUARD_SECONDS, WORKER, runstack
 
 RECYCLED = "[runstack] worker recycled itself (it drained and exited); starting it again now"
@@ -24,13 +24,24 @@ def test_a_worker_past_its_memory_limit_drains_and_is_started_again_without_losi
         first = stack.child(WORKER)
         load = Load(stack.port, stack.token, "demo-mlp")
         load.start()
+        seen_at: list[float] = []  # when the first recycling was seen in the log
+
+        def twice(_: object) -> bool:
+            count = stack.log.read_text().count(RECYCLED)
+            if count and not seen_at:
+                seen_at.append(time.monotonic())
+            return count >= 2
+
         try:
-            recycled = load.wait_for(lambda _: stack.log.read_text().count(RECYCLED) >= 2, timeout=GUARD_SECONDS)
+            recycled = load.wait_for(twice, timeout=GUARD_SECONDS)
             steady = load.wait_steady(time.monotonic(), timeout=GUARD_SECONDS)
         finally:
             outcomes = load.stop()
         log = stack.log.read_text()
         assert recycled and steady, log[-3000:]
+    report(summarize(outcomes, fault="worker past PADDOCK_WORKER_MAX_RSS_MB (=1: it recycles after serving, "
+                                     "again and again)", fault_at=seen_at[0], gone_at=seen_at[0], clients=CLIENTS,
+                     refused=load.refused))
     kinds: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
         kinds.setdefault(outcome.kind, []).append(outcome)
