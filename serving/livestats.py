@@ -9,6 +9,9 @@ its counts to one Redis hash per version and second, `{prefix}:stats:{version_id
                the deployment's split routed (not a version pinned in the path) and not refused by
                the caller's own shorter deadline (a predict token must not steer a rollout)
   t{i} q{i} k{i}  latency histograms (total, queue, compute) over LATENCY_EDGES_MS, bucket i
+  r{i}         gated requests only: the compute time of the request's batch ÷ the batch's rows, over
+               ROW_EDGES_MS (finer: a small model's row takes microseconds). The version's own
+               cost, whatever waits in the queue: what rollout gates compare (serving.gates)
   b{rows}      requests by the number of rows in the batch they ran in
   sn se sr sa  shadow: mirrored requests, shadow failures, rows compared, rows whose argmax agreed
   sd           shadow: sum of each comparison's max absolute difference
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 LATENCY_EDGES_MS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000,
                     1500, 2000, 3000, 5000, 10_000, 30_000, 120_000)
+# Compute per row: 1 µs to about a minute in steps of 2^(1/4) (19% apart).
+ROW_EDGES_MS = tuple(round(0.001 * 2 ** (i / 4), 6) for i in range(104))
 STATS_TTL_SECONDS = 2 * 3600
 FLUSH_SECONDS = 1.0
 
@@ -46,9 +51,9 @@ def active_key() -> str:
     return f"{settings.PADDOCK_REDIS_PREFIX}:stats:active"
 
 
-def bucket(ms: float) -> int:
-    """Index of the first LATENCY_EDGES_MS edge at or above `ms` (len(edges) above them all)."""
-    return bisect.bisect_left(LATENCY_EDGES_MS, ms)
+def bucket(ms: float, edges: tuple[float, ...] = LATENCY_EDGES_MS) -> int:
+    """Index of the first edge at or above `ms` (len(edges) above them all)."""
+    return bisect.bisect_left(edges, ms)
 
 
 class LiveStats:
@@ -82,6 +87,8 @@ class LiveStats:
             counts[f"q{bucket(queue_ms)}"] += 1
             counts[f"k{bucket(compute_ms or 0.0)}"] += 1
             counts[f"b{batch}"] += 1
+            if gated and batch:
+                counts[f"r{bucket((compute_ms or 0.0) / batch, ROW_EDGES_MS)}"] += 1
 
     def shadow(self, version_id: int, *, ok: bool, total_ms: float, comparison: dict[str, Any] | None) -> None:
         """Count one mirrored request: a failure, or how its outputs compared with the live answer."""

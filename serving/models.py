@@ -104,6 +104,8 @@ GATE_DEFAULTS: dict[str, Any] = {
     "max_error_rate": 0.01,  # the candidate's share of 5xx answers
     "max_p99_ratio": 1.5,  # the candidate's p99 ÷ the stable version's p99, same window
     "p99_tolerance_ms": 2.0,  # ... plus this much: a 1 ms model's p99 jitters by more than 50%
+    "max_compute_ratio": 1.3,  # the candidate's median compute per row ÷ the stable version's
+    "confidence": 0.999,  # a gate fails only when its figures show it this surely (serving.gates)
     "min_shadow_agreement": 0.95,  # argmax agreement of mirrored requests (shadow strategy)
     "min_requests": 50,  # answered by the candidate in the window before any judgement
     "window_seconds": 30,  # the figures judged are those of the last window_seconds

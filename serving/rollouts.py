@@ -17,12 +17,15 @@ Strategies and their steps:
 - ab: `steps[0]` is the candidate's share, callers pinned by `sticky_by`/`sticky_key`; it runs
   until a person promotes or rolls back (a failing gate still rolls back).
 
-Gates (Rollout.gate_settings), over the last `window_seconds` of the current step: the
-candidate's 5xx rate ≤ max_error_rate, its p99 ≤ max_p99_ratio × the stable version's p99
-(same window) + p99_tolerance_ms, shadow agreement ≥ min_shadow_agreement; nothing is judged
-before the candidate has min_requests in the window. A failing gate rolls back at once; the
-beat task `evaluate_rollouts` checks every PADDOCK_ROLLOUT_TICK_SECONDS. Every event is written
-to the rollout's timeline and to the audit log with the figures that decided it."""
+Gates (Rollout.gate_settings, judged by `judge` with serving.gates' statistics), over the last
+`window_seconds` of the current step, each failing only when the figures show it at the
+rollout's `confidence`: the candidate's 5xx rate above max_error_rate (and above the stable
+version's), its compute per row above max_compute_ratio × the stable version's, its p99 above
+max_p99_ratio × the stable version's p99 + p99_tolerance_ms (same window only), shadow
+agreement below min_shadow_agreement; nothing is judged before the candidate has min_requests
+in the window. A failing gate rolls back at once; the beat task `evaluate_rollouts` checks
+every PADDOCK_ROLLOUT_TICK_SECONDS. Every event is written to the rollout's timeline and to the
+audit log with the figures that decided it."""
 
 import time
 from typing import Any
@@ -34,6 +37,7 @@ from console.audit import Actor, record_event
 from console.errors import Conflict, Forbidden, InvalidInput, NotFound
 from registry.models import ModelVersion, RegisteredModel
 from registry.services import set_alias
+from serving import gates as gates_stats
 from serving import livestats
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutState, RolloutStrategy
 from serving.services import lock_deployment, set_traffic
@@ -48,6 +52,9 @@ DEFAULT_STEPS: dict[str, list[float]] = {
     RolloutStrategy.BLUE_GREEN: [100], RolloutStrategy.DIRECT: [100],
 }
 STICKY_KINDS = ("header", "parameter")
+# A step's first seconds are not judged: web processes route by the old split until their route
+# cache reloads (within a second) and add their counts to Redis once a second.
+SETTLE_SECONDS = 2
 
 
 # -- starting --------------------------------------------------------------------------------
@@ -79,6 +86,8 @@ def _clean_gates(gates: dict[str, Any] | None) -> dict[str, Any]:
     for name, value in gates.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
             raise InvalidInput(f"gate '{name}' must be a non-negative number")
+    if "confidence" in gates and not 0.5 <= gates["confidence"] < 1:
+        raise InvalidInput("gate 'confidence' must be at least 0.5 and below 1 (e.g. 0.999)")
     return gates
 
 
@@ -247,58 +256,87 @@ def control(*, actor: Actor, rollout: Rollout, action: str, reason: str = "") ->
 
 # -- gates (beat) ----------------------------------------------------------------------------
 
-def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+def _brief(summary: dict[str, Any], arm: gates_stats.Arm) -> dict[str, Any]:
     return {"requests": summary["requests"], "errors": summary["errors"], "error_rate": summary["error_rate"],
             "p50_ms": summary["latency_ms"]["total"]["p50"], "p99_ms": summary["latency_ms"]["total"]["p99"],
+            "compute_per_row_us": {f"p{int(q * 100)}": _micro(arm.per_row.quantile(q)) for q in (0.5, 0.9)},
             "shadow": summary["shadow"]}
 
 
+def _micro(ms: float | None) -> float | None:
+    return round(ms * 1000, 2) if ms is not None else None
+
+
+def _arm(counts: Any) -> gates_stats.Arm:
+    codes = {field[1:]: n for field, n in counts.items() if field[0] == "c"}
+    return gates_stats.Arm(
+        requests=sum(codes.values()), errors=sum(n for code, n in codes.items() if code.startswith("5")),
+        total=gates_stats.Histogram.of(counts, "t", livestats.LATENCY_EDGES_MS),
+        per_row=gates_stats.Histogram.of(counts, "r", livestats.ROW_EDGES_MS))
+
+
 def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[str, Any]:
-    """The gates' verdict on the current step: figures, failures, and whether it may advance."""
+    """The gates' verdict on the current step: figures, failures, and whether it may advance.
+
+    1. Read both versions' gated figures (livestats.gated): the candidate's over the step's last
+       `window_seconds` (less its first SETTLE_SECONDS); the stable version's over the same
+       seconds while both take traffic, else (a canary's 100% step, blue/green) over the window
+       before the step began.
+    2. Nothing is judged before the candidate has `min_requests`; a comparison with the stable
+       version also needs it to have `min_requests`.
+    3. The gates of serving.gates, each failing only at the rollout's `confidence`: errors;
+       while both versions share the window, p99 and compute per row (their versions' own cost,
+       not the queue they share). Latency of two different moments is never compared: on a
+       busy machine it differs by the moment (up to 2× here), not by the version."""
     gates = rollout.gate_settings
     conn = conn or livestats.client()
     end = int(now if now is not None else time.time())
     step_start = int(rollout.step_started_at.timestamp())
-    start = max(step_start, end - int(gates["window_seconds"]))
+    start = min(end, max(step_start + SETTLE_SECONDS, end - int(gates["window_seconds"])))
     seconds = max(1, end - start)
     # Gates judge the requests the split routed, never ones a caller pinned to a version or cut
     # short with its own deadline (livestats.gated): a predict token cannot steer a rollout.
-    candidate = livestats.summarize(
-        livestats.gated(livestats.read_window(conn, rollout.candidate_version_id, start, end)), seconds)
+    candidate_counts = livestats.gated(livestats.read_window(conn, rollout.candidate_version_id, start, end))
+    shared = rollout.strategy == RolloutStrategy.AB or (
+        rollout.strategy == RolloutStrategy.CANARY and rollout.steps[rollout.step_index] < 100)
     stable_start, stable_end = start, end
-    if rollout.strategy == RolloutStrategy.BLUE_GREEN:
-        # The stable version has no traffic after the switch: compare with its last window before.
+    if rollout.strategy in (RolloutStrategy.BLUE_GREEN, RolloutStrategy.CANARY) and not shared:
+        # The stable version has no traffic in this step: compare with its last window before.
         stable_start, stable_end = step_start - int(gates["window_seconds"]), step_start
-    stable = livestats.summarize(
-        livestats.gated(livestats.read_window(conn, rollout.stable_version_id, stable_start, stable_end)),
-        max(1, stable_end - stable_start))
+    stable_counts = livestats.gated(livestats.read_window(conn, rollout.stable_version_id, stable_start, stable_end))
+    candidate = livestats.summarize(candidate_counts, seconds)
+    stable = livestats.summarize(stable_counts, max(1, stable_end - stable_start))
+    candidate_arm, stable_arm = _arm(candidate_counts), _arm(stable_counts)
+    alpha = 1 - gates["confidence"]
     failures: list[str] = []
+    checks: dict[str, Any] = {}
     shadow = rollout.strategy == RolloutStrategy.SHADOW
     observed = candidate["shadow"]["requests"] if shadow else candidate["requests"]
     judged = observed >= gates["min_requests"]
-    if judged:
-        if shadow:
-            errors = candidate["shadow"]["errors"]
-            rate = errors / observed
-            if rate > gates["max_error_rate"]:
-                failures.append(f"shadow error rate {rate:.3f} > {gates['max_error_rate']} "
-                                f"({errors} of {observed} mirrored requests)")
-            agreement = candidate["shadow"]["agreement"]
-            if agreement is not None and agreement < gates["min_shadow_agreement"]:
-                failures.append(f"shadow agreement {agreement:.3f} < {gates['min_shadow_agreement']}")
-        else:
-            if candidate["error_rate"] > gates["max_error_rate"]:
-                failures.append(f"error rate {candidate['error_rate']:.3f} > {gates['max_error_rate']} "
-                                f"({candidate['errors']} of {candidate['requests']} requests)")
-            p99, stable_p99 = candidate["latency_ms"]["total"]["p99"], stable["latency_ms"]["total"]["p99"]
-            limit = gates["max_p99_ratio"] * (stable_p99 or 0) + gates["p99_tolerance_ms"]
-            if p99 is not None and stable_p99 and stable["requests"] >= gates["min_requests"] and p99 > limit:
-                failures.append(f"p99 {p99:.1f} ms > {gates['max_p99_ratio']} × stable p99 {stable_p99:.1f} ms "
-                                f"+ {gates['p99_tolerance_ms']} ms")
+    compared = stable["requests"] >= gates["min_requests"]
+    if judged and shadow:
+        mirrored = gates_stats.Arm(requests=observed, errors=candidate["shadow"]["errors"],
+                                   total=candidate_arm.total, per_row=candidate_arm.per_row)
+        failure, checks["errors"] = gates_stats.check_errors(mirrored, None, gates, alpha)
+        if failure:
+            failures.append("shadow " + failure.replace(" requests", " mirrored requests"))
+        agreement = candidate["shadow"]["agreement"]
+        if agreement is not None and agreement < gates["min_shadow_agreement"]:
+            failures.append(f"shadow agreement {agreement:.3f} < {gates['min_shadow_agreement']}")
+    elif judged:
+        failure, checks["errors"] = gates_stats.check_errors(candidate_arm, stable_arm if compared else None,
+                                                             gates, alpha)
+        failures += [failure] if failure else []
+        if compared and shared:
+            failure, checks["p99"] = gates_stats.check_p99(candidate_arm, stable_arm, gates, alpha)
+            failures += [failure] if failure else []
+            failure, checks["compute_per_row"] = gates_stats.check_compute(candidate_arm, stable_arm, gates, alpha)
+            failures += [failure] if failure else []
     held = end - step_start
     return {
-        "at": end, "window": [start, end], "step": rollout.step_index, "held_seconds": held,
-        "candidate": _brief(candidate), "stable": _brief(stable), "gates": gates, "judged": judged,
+        "at": end, "window": [start, end], "stable_window": [stable_start, stable_end], "step": rollout.step_index,
+        "held_seconds": held, "candidate": _brief(candidate, candidate_arm), "stable": _brief(stable, stable_arm),
+        "gates": gates, "judged": judged, "checks": checks,
         "failures": failures, "passed": judged and not failures and held >= rollout.step_seconds,
     }
 

@@ -48,8 +48,10 @@ def test_canary_sets_its_first_step_and_records_it(iris: Any, client_for: Any) -
     ({"candidate": 2, "strategy": "ab", "steps": [100]}, 400,
      "an A/B split keeps some traffic on the stable version: share below 100"),
     ({"candidate": 2, "strategy": "canary", "gates": {"p50": 3}}, 400,
-     "unknown gate(s): p50; known: max_error_rate, max_p99_ratio, p99_tolerance_ms, min_shadow_agreement, "
-     "min_requests, window_seconds"),
+     "unknown gate(s): p50; known: max_error_rate, max_p99_ratio, p99_tolerance_ms, max_compute_ratio, "
+     "confidence, min_shadow_agreement, min_requests, window_seconds"),
+    ({"candidate": 2, "strategy": "canary", "gates": {"confidence": 1}}, 400,
+     "gate 'confidence' must be at least 0.5 and below 1 (e.g. 0.999)"),
     ({"candidate": 2, "strategy": "ab", "sticky_by": "header"}, 400, "sticky_by and sticky_key go together"),
 ])
 def test_refusals(iris: Any, client_for: Any, body: dict[str, Any], status: int, message: str) -> None:
