@@ -17,8 +17,9 @@ RECONNECT_PAUSE_SECONDS. After an error a client waits ERROR_PAUSE_SECONDS, as o
 Retry-After would, rather than spinning on instant 503s.
 
 `summarize` turns the outcomes of a run with one fault into a `Summary`:
-- failed in flight: a `failed` request sent before the faulty process was gone that ended after
-  the fault: one a killed web process had taken, which nobody can answer any more;
+- failed in flight: a `failed` request on a connection opened before the faulty process was gone
+  that ended after the fault: one a killed web process had taken, or one written to its
+  connection before the client could know it was dead; nobody can answer either any more;
 - lost: any other `failed`, and every `unclear`: neither a 200 nor a clear error;
 - recover_s: from the fault to the first 200 of a request sent after the faulty process was
   gone, from which on every request was answered 200 (the first such 200 after the last error)."""
@@ -59,6 +60,7 @@ class Outcome:
     status: int | None  # None without an answer
     kind: str  # ok, clear_error, failed, unclear, hung
     message: str  # the v2 error's message, or what broke
+    connected: float = 0.0  # when the connection the request went over was opened (monotonic)
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -171,11 +173,13 @@ class Load:
 
     async def _client(self, client: int) -> None:
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        connected = 0.0
         while not self._stopping.is_set():
             if connection is None:
                 try:
                     connection = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port),
                                                         CONNECT_TIMEOUT_SECONDS)
+                    connected = time.monotonic()
                 except (OSError, TimeoutError):
                     self.refused += 1
                     await asyncio.sleep(RECONNECT_PAUSE_SECONDS)
@@ -196,7 +200,7 @@ class Load:
                 status = answered
                 kind, message = classify(number, answered, body)
                 closing = headers.get("connection", "").lower() == "close"
-            self.outcomes.append(Outcome(number, client, sent, time.monotonic(), status, kind, message))
+            self.outcomes.append(Outcome(number, client, sent, time.monotonic(), status, kind, message, connected))
             if kind in ("hung", "failed") or closing:
                 writer.close()
                 connection = None
@@ -243,7 +247,7 @@ def summarize(outcomes: list[Outcome], *, fault: str, fault_at: float, gone_at: 
     """The figures of a run with one fault, injected at `fault_at` (monotonic), its process gone
     at `gone_at` (for a process kill; else `fault_at`)."""
     kinds = Counter(o.kind for o in outcomes)
-    in_flight = sum(1 for o in outcomes if o.kind == "failed" and o.sent <= gone_at and o.ended >= fault_at)
+    in_flight = sum(1 for o in outcomes if o.kind == "failed" and o.connected <= gone_at and o.ended >= fault_at)
     before = [o for o in outcomes if fault_at - RATE_WINDOW_SECONDS <= o.ended < fault_at]
     errors = Counter(f"{o.status or '-'} {re.sub(r'[0-9]+', 'N', o.message)[:160]}" for o in outcomes
                      if o.kind != "ok")

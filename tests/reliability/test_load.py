@@ -76,24 +76,27 @@ def test_each_request_is_classified_by_how_it_ended(server_port: int) -> None:
     assert {o.status for o in outcomes if o.kind == "hung"} == {None}
 
 
-def outcome(number: int, sent: float, ended: float, kind: str = "ok") -> Outcome:
-    return Outcome(number, 0, sent, ended, 200 if kind == "ok" else None, kind, "" if kind == "ok" else kind)
+def outcome(number: int, sent: float, ended: float, kind: str = "ok", connected: float | None = None) -> Outcome:
+    """A request's outcome; on a connection opened just before it was sent unless `connected` says."""
+    return Outcome(number, 0, sent, ended, 200 if kind == "ok" else None, kind, "" if kind == "ok" else kind,
+                   sent if connected is None else connected)
 
 
 def test_a_run_with_a_fault_is_summed_up_by_its_definitions() -> None:
     outcomes = [
         outcome(1, 9.0, 9.5),
         outcome(2, 9.8, 10.05, "failed"),  # in flight when the process died at 10.0-10.1
-        outcome(3, 10.2, 10.3, "failed"),  # sent after it was gone: lost
+        outcome(3, 10.2, 10.3, "failed"),  # on a connection opened after it was gone: lost
+        outcome(9, 10.15, 10.2, "failed", connected=5.0),  # written to its connection after it died: in flight
         outcome(4, 10.0, 10.5),  # sent before it was gone: says nothing of recovery
         outcome(5, 10.4, 11.0),  # the first 200 after the last failure, sent after the fault
         outcome(6, 10.5, 11.2),
         outcome(7, 10.6, 11.4, "unclear"),
     ]
-    summary = summarize(outcomes[:6], fault="f", fault_at=10.0, gone_at=10.1, clients=2, refused=3)
-    assert (summary.sent, summary.ok, summary.failed_in_flight, summary.lost, summary.hung) == (6, 4, 1, 1, 0)
+    summary = summarize(outcomes[:7], fault="f", fault_at=10.0, gone_at=10.1, clients=2, refused=3)
+    assert (summary.sent, summary.ok, summary.failed_in_flight, summary.lost, summary.hung) == (7, 4, 2, 1, 0)
     assert summary.recover_s == pytest.approx(1.0)
-    assert summary.row() == "| f | 2 clients, 0 req/s before | 6 | 4 | 0 | 1 | 1 | 0 | 1.0 s |"
+    assert summary.row() == "| f | 2 clients, 0 req/s before | 7 | 4 | 0 | 2 | 1 | 0 | 1.0 s |"
     # An error after the first 200 moves recovery past it; none after it: never recovered.
     assert recovery(outcomes + [outcome(8, 11.3, 11.5)], 10.0, 10.1) == pytest.approx(1.5)
     assert recovery(outcomes, 10.0, 10.1) is None
