@@ -7,7 +7,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ import redis
 from console.audit import Actor
 from console.services import create_token
 from registry import services
+from registry.models import ModelVersion
 from serving.services import configure_deployment
 from serving.v2.wire import GROUP, stream_key
 from tests import models as built
-from tests.conftest import child_env, free_port, port_open, spawn_web, spawn_worker, stop, wait_until
+from tests.conftest import Process, child_env, free_port, port_open, spawn_web, spawn_worker, stop, wait_until
 from tests.integration.conftest import Served, register_ready, wait_until_served
 from tests.integration.test_serving import call, infer_json
 
@@ -49,42 +52,64 @@ def holders(base: str, token: str, model: str) -> int:
                if line.startswith("paddock_worker_version_loaded{") and f'model="{model}"' in line)
 
 
+@dataclass
+class SlowModelOnTwoWorkers:
+    """A model that takes milliseconds per batch, held by the session's worker and a second one,
+    and 1-row requests to it from 16 threads: (status, answer) by request number in `results`."""
+
+    version: ModelVersion
+    second: Process
+    inputs: list[np.ndarray]
+    results: dict[int, tuple[int, dict[str, Any]]]
+
+    def load(self, web_server: str, token: str) -> tuple[ThreadPoolExecutor, list[Future[None]]]:
+        """Start sending every input at once over 16 threads; the pool and the requests' futures."""
+        def one(i: int) -> None:
+            body = {"id": str(i), "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024],
+                                              "data": self.inputs[i].ravel().tolist()}]}
+            status, _, answer = infer_json(web_server, token, self.version.model.name, body)
+            self.results[i] = (status, answer)
+
+        pool = ThreadPoolExecutor(16)
+        return pool, [pool.submit(one, i) for i in range(len(self.inputs))]
+
+
+@contextmanager
+def slow_model_on_two_workers(name: str, worker: str, requests: int, served: Served, web_server: str,
+                              cast: dict[str, Any], teams: dict[str, Any],
+                              tmp_path: Path) -> Iterator[SlowModelOnTwoWorkers]:
+    """Model `name` (slow) with min_workers 2: the second worker (named `worker`) is stopped after."""
+    actor = Actor(user=cast["engineer"])
+    model = services.create_model(actor=actor, name=name, team=teams["ml"])
+    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
+    configure_deployment(actor=actor, model=model, changes={"min_workers": 2})
+    second = spawn_worker(tmp_path / f"{worker}.log", name=worker)
+    try:
+        wait_until(lambda: holders(web_server, served.token, name) == 2, timeout=30, interval=0.3)
+        inputs = [np.random.default_rng(i).standard_normal((1, 1024)).astype(np.float32) for i in range(requests)]
+        yield SlowModelOnTwoWorkers(version, second, inputs, {})
+    finally:
+        stop(second)
+
+
 def test_a_worker_killed_under_load_leaves_no_request_unanswered(served: Served, web_server: str,
                                                                  celery_worker: Any, cast: dict[str, Any],
                                                                  teams: dict[str, Any], tmp_path: Path) -> None:
-    # A model that takes milliseconds per batch, so the doomed worker is mid-batch, holding
-    # requests it has read but not answered, when it is killed.
-    actor = Actor(user=cast["engineer"])
-    model = services.create_model(actor=actor, name="slow", team=teams["ml"])
-    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
-    configure_deployment(actor=actor, model=model, changes={"min_workers": 2})
-    second = spawn_worker(tmp_path / "second.log", name="doomed")
-    try:
-        wait_until(lambda: holders(web_server, served.token, "slow") == 2, timeout=30, interval=0.3)
-        session = ort.InferenceSession(version.artifact.path)
-        inputs = [np.random.default_rng(i).standard_normal((1, 1024)).astype(np.float32) for i in range(300)]
-        results: dict[int, tuple[int, dict[str, Any]]] = {}
-
-        def one(i: int) -> None:
-            body = {"id": str(i), "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024],
-                                              "data": inputs[i].ravel().tolist()}]}
-            status, _, answer = infer_json(web_server, served.token, "slow", body)
-            results[i] = (status, answer)
-
-        with ThreadPoolExecutor(16) as pool:
-            futures = [pool.submit(one, i) for i in range(len(inputs))]
-            wait_until(lambda: len(results) >= 60, timeout=60, interval=0.01)
-            stranded = freeze_holding_requests(second, stream_key(version.pk, version.sha256))
-            second.popen.send_signal(signal.SIGKILL)
+    # The doomed worker is mid-batch, holding requests it has read but not answered, when it is killed.
+    with slow_model_on_two_workers("slow", "doomed", 300, served, web_server, cast, teams, tmp_path) as slow:
+        pool, futures = slow.load(web_server, served.token)
+        with pool:
+            wait_until(lambda: len(slow.results) >= 60, timeout=60, interval=0.01)
+            stranded = freeze_holding_requests(slow.second, stream_key(slow.version.pk, slow.version.sha256))
+            slow.second.popen.send_signal(signal.SIGKILL)
             for future in futures:
                 future.result(timeout=CLIENT_TIMEOUT)
-    finally:
-        stop(second)
-    assert len(results) == len(inputs)  # none vanished
-    for i, (status, body) in results.items():
+    session = ort.InferenceSession(slow.version.artifact.path)
+    assert len(slow.results) == len(slow.inputs)  # none vanished
+    for i, (status, body) in slow.results.items():
         assert status == 200, body  # answered by the survivor after claiming, within the deadline
         assert body["id"] == str(i)  # each caller got its own answer, once
-        np.testing.assert_allclose(body["outputs"][0]["data"], session.run(None, {"x": inputs[i]})[0].ravel(),
+        np.testing.assert_allclose(body["outputs"][0]["data"], session.run(None, {"x": slow.inputs[i]})[0].ravel(),
                                    rtol=1e-4, atol=1e-5)
     # The survivor took over what the dead worker had read but not answered.
     assert stranded > 0
@@ -97,39 +122,23 @@ def test_a_worker_stopped_under_load_drains_what_it_holds_and_exits_cleanly(
     """SIGTERM (a restart, a deploy, the memory limit) while the worker holds requests it has
     read but not answered: it finishes and answers them itself, then exits 0; nothing waits for
     the other worker to claim them (which takes a claim timeout and a stale heartbeat)."""
-    actor = Actor(user=cast["engineer"])
-    model = services.create_model(actor=actor, name="drained", team=teams["ml"])
-    version = register_ready(actor=actor, model=model, data=built.slow_onnx())
-    configure_deployment(actor=actor, model=model, changes={"min_workers": 2})
-    leaving = spawn_worker(tmp_path / "leaving.log", name="leaving")
-    try:
-        wait_until(lambda: holders(web_server, served.token, "drained") == 2, timeout=30, interval=0.3)
-        inputs = [np.random.default_rng(i).standard_normal((1, 1024)).astype(np.float32) for i in range(200)]
-        results: dict[int, tuple[int, dict[str, Any]]] = {}
-
-        def one(i: int) -> None:
-            body = {"id": str(i), "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024],
-                                              "data": inputs[i].ravel().tolist()}]}
-            status, _, answer = infer_json(web_server, served.token, "drained", body)
-            results[i] = (status, answer)
-
-        claims_before = celery_worker.output().count("abandoned request(s) of drained")
-        with ThreadPoolExecutor(16) as pool:
-            futures = [pool.submit(one, i) for i in range(len(inputs))]
-            wait_until(lambda: len(results) >= 40, timeout=60, interval=0.01)
-            held = freeze_holding_requests(leaving, stream_key(version.pk, version.sha256), prefix=b"leaving-")
-            leaving.popen.send_signal(signal.SIGTERM)  # delivered when it runs again
-            leaving.popen.send_signal(signal.SIGCONT)
-            assert leaving.popen.wait(timeout=60) == 0, leaving.output()[-3000:]
+    claims_before = celery_worker.output().count("abandoned request(s) of drained")
+    with slow_model_on_two_workers("drained", "leaving", 200, served, web_server, cast, teams, tmp_path) as slow:
+        stream = stream_key(slow.version.pk, slow.version.sha256)
+        pool, futures = slow.load(web_server, served.token)
+        with pool:
+            wait_until(lambda: len(slow.results) >= 40, timeout=60, interval=0.01)
+            held = freeze_holding_requests(slow.second, stream, prefix=b"leaving-")
+            slow.second.popen.send_signal(signal.SIGTERM)  # delivered when it runs again
+            slow.second.popen.send_signal(signal.SIGCONT)
+            assert slow.second.popen.wait(timeout=60) == 0, slow.second.output()[-3000:]
             for future in futures:
                 future.result(timeout=CLIENT_TIMEOUT)
-    finally:
-        stop(leaving)
     assert held > 0
-    assert sorted(results) == list(range(len(inputs)))
-    assert {status for status, _ in results.values()} == {200}, [b for s, b in results.values() if s != 200][:3]
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    pending = client.xpending(stream_key(version.pk, version.sha256), GROUP)
+    assert sorted(slow.results) == list(range(len(slow.inputs)))
+    assert {status for status, _ in slow.results.values()} == {200}, [
+        b for s, b in slow.results.values() if s != 200][:3]
+    pending = redis.Redis.from_url(os.environ["REDIS_URL"]).xpending(stream, GROUP)
     assert not [c for c in pending["consumers"] if c["name"].startswith(b"leaving-")]  # it acknowledged all it took
     assert celery_worker.output().count("abandoned request(s) of drained") == claims_before  # nothing to claim
 
