@@ -12,7 +12,12 @@ fails) and needs both arms to have `min_requests`:
 2. compute per row: the worker's compute time of each request's batch ÷ the batch's rows, the
    version's own cost whatever the queue. The candidate's median's lower bound must not exceed
    `max_compute_ratio` × the stable median's upper bound (bounds from the binomial ranks of
-   the order statistics).
+   the order statistics). A step passes only once the converse is shown too, at
+   PASS_CONFIDENCE: the candidate median's upper bound within `max_compute_ratio` × the stable
+   median's lower bound. Until one of the two is shown the step holds: a small fixed cost (a
+   tiny model's 100× the work per row measured 1.5× its time, most of it waking threads) needs
+   more requests than a step's hold to tell from noise. A canary step still undecided after
+   UNDECIDED_HOLDS × its hold is rolled back: unproven is not promoted.
 3. p99: only when both arms share the window (the same worker, machine and moments): the
    requests slower than `max_p99_ratio` × the stable p99 + `p99_tolerance_ms` must be more than
    1% of the candidate's (its p99 is above that limit) and more than its share of the slow
@@ -51,6 +56,10 @@ def _sum_from(start: int, n: int, p: float, *, upward: bool) -> float:
         if term < 1e-16 * total:
             break
     return math.exp(log_first) * total
+
+
+PASS_CONFIDENCE = 0.95  # how surely a candidate must be shown within max_compute_ratio to pass a step
+UNDECIDED_HOLDS = 5  # a canary step neither failed nor shown within after this many holds: rolled back
 
 
 def rank_bounds(n: int, q: float, alpha: float) -> tuple[int | None, int | None]:
@@ -160,21 +169,34 @@ def check_errors(candidate: Arm, stable: Arm | None, gates: dict[str, float], al
     return None, figures
 
 
-def check_compute(candidate: Arm, stable: Arm, gates: dict[str, float], alpha: float
-                  ) -> tuple[str | None, dict[str, float | None]]:
-    """Gate 2: the candidate's compute per row against the stable version's, medians bounded."""
-    median, stable_median = candidate.per_row.quantile(0.5), stable.per_row.quantile(0.5)
-    low_rank, _ = rank_bounds(candidate.per_row.total, 0.5, alpha)
-    _, high_rank = rank_bounds(stable.per_row.total, 0.5, alpha)
-    low = candidate.per_row.at_rank(low_rank) if low_rank else None
-    high = stable.per_row.at_rank(high_rank) if high_rank else None
+def check_compute(candidate: Arm, stable: Arm, gates: dict[str, float], alpha: float, overdue: bool = False
+                  ) -> tuple[str | None, dict[str, float | bool | None]]:
+    """Gate 2: the candidate's compute per row against the stable version's, medians bounded:
+    a failure when shown above `max_compute_ratio`, `within` when shown under it (PASS_CONFIDENCE);
+    `overdue` (undecided for UNDECIDED_HOLDS holds) fails what is not shown within."""
     ratio = gates["max_compute_ratio"]
-    figures = {"candidate_us": _us(median), "stable_us": _us(stable_median),
-               "ratio": round(median / stable_median, 3) if median and stable_median else None,
-               "candidate_low_us": _us(low), "stable_high_us": _us(high)}
-    if low is not None and high is not None and median is not None and stable_median and low > ratio * high:
-        return (f"compute per row {median * 1000:.1f} µs = {median / stable_median:.1f} × stable "
-                f"{stable_median * 1000:.1f} µs > {ratio} ×"), figures
+    median, stable_median = candidate.per_row.quantile(0.5), stable.per_row.quantile(0.5)
+
+    def bound(arm: Arm, side: int, a: float) -> float | None:
+        rank = rank_bounds(arm.per_row.total, 0.5, a)[side]
+        return arm.per_row.at_rank(rank) if rank else None
+
+    low, high = bound(candidate, 0, alpha), bound(stable, 1, alpha)
+    upper, stable_low = bound(candidate, 1, 1 - PASS_CONFIDENCE), bound(stable, 0, 1 - PASS_CONFIDENCE)
+    within = upper is not None and stable_low is not None and upper <= ratio * stable_low
+    figures: dict[str, float | bool | None] = {
+        "candidate_us": _us(median), "stable_us": _us(stable_median),
+        "ratio": round(median / stable_median, 3) if median and stable_median else None,
+        "candidate_low_us": _us(low), "stable_high_us": _us(high), "candidate_high_us": _us(upper),
+        "stable_low_us": _us(stable_low), "within": within}
+    if median is None or not stable_median:
+        return None, figures
+    shown = (f"compute per row {median * 1000:.1f} µs = {median / stable_median:.1f} × stable "
+             f"{stable_median * 1000:.1f} µs")
+    if low is not None and high is not None and low > ratio * high:
+        return f"{shown} > {ratio} ×", figures
+    if overdue and not within:
+        return f"{shown}: not shown within {ratio} × after {UNDECIDED_HOLDS} holds of the step", figures
     return None, figures
 
 

@@ -330,14 +330,18 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
         if compared and shared:
             failure, checks["p99"] = gates_stats.check_p99(candidate_arm, stable_arm, gates, alpha)
             failures += [failure] if failure else []
-            failure, checks["compute_per_row"] = gates_stats.check_compute(candidate_arm, stable_arm, gates, alpha)
+            overdue = rollout.strategy == RolloutStrategy.CANARY and (
+                end - step_start >= gates_stats.UNDECIDED_HOLDS * rollout.step_seconds)
+            failure, checks["compute_per_row"] = gates_stats.check_compute(candidate_arm, stable_arm, gates, alpha,
+                                                                           overdue)
             failures += [failure] if failure else []
     held = end - step_start
+    decided = checks.get("compute_per_row", {}).get("within", True)  # shown within its ratio, where compared
     return {
         "at": end, "window": [start, end], "stable_window": [stable_start, stable_end], "step": rollout.step_index,
         "held_seconds": held, "candidate": _brief(candidate, candidate_arm), "stable": _brief(stable, stable_arm),
         "gates": gates, "judged": judged, "checks": checks,
-        "failures": failures, "passed": judged and not failures and held >= rollout.step_seconds,
+        "failures": failures, "passed": judged and not failures and decided and held >= rollout.step_seconds,
     }
 
 

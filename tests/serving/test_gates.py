@@ -135,6 +135,27 @@ def test_bad_candidates_fail_their_gate_within_a_few_hundred_requests(bad: str, 
     assert len(failures) == 1 and failures[0].startswith(reason), failures
 
 
+def test_a_step_passes_only_once_the_candidate_is_shown_within_its_compute_ratio() -> None:
+    """Few requests prove nothing either way: the step holds. Enough show a healthy candidate
+    within max_compute_ratio (it may pass) and a 1.6× one beyond it (it fails); one that stays
+    undecided for UNDECIDED_HOLDS holds fails as unproven."""
+    rng = np.random.default_rng(3)
+
+    def compared(n: int, row_us: float, overdue: bool = False) -> tuple[str | None, dict[str, Any]]:
+        return gates.check_compute(arm(latencies(rng, n), rows_ms(rng, n, row_us)),
+                                   arm(latencies(rng, n), rows_ms(rng, n, 7.0)), GATE_DEFAULTS, ALPHA, overdue)
+
+    failure, few = compared(12, 7.0)
+    assert failure is None and few["within"] is False  # too few to show anything: hold
+    failure, healthy = compared(600, 7.0)
+    assert failure is None and healthy["within"] is True
+    failure, heavy = compared(600, 60.0)  # ~1.6× per row: the worker's fixed cost hides most of it
+    assert heavy["within"] is False and failure is not None and failure.endswith("> 1.3 ×"), failure
+    failure, undecided = compared(12, 30.0, overdue=True)
+    assert undecided["within"] is False and failure is not None
+    assert failure.endswith("not shown within 1.3 × after 5 holds of the step"), failure
+
+
 def test_a_candidate_is_not_failed_for_the_errors_the_stable_version_has_too() -> None:
     rng = np.random.default_rng(3)
     candidate = arm(latencies(rng, 300), rows_ms(rng, 300, 7.0), errors=12)
