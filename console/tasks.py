@@ -3,20 +3,19 @@ database is unreachable: skip the run with one log line per outage (beat calls i
 traceback every 2 seconds."""
 
 import functools
-import logging
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from console.audit import anchor_audit_head_now
+from serving.v2.outage import DATABASE_DOWN, OutageLog
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 SKIPPED = "skipped: the database is unreachable"
-_outage = threading.Event()
+# One log for every periodic task of this process: an outage is said once, not once per task.
+_outage = OutageLog("periodic tasks skip their runs until it is back", "periodic tasks run again")
 
 
 def skipped_while_database_down(task: Callable[..., T]) -> Callable[..., T | str]:
@@ -25,16 +24,11 @@ def skipped_while_database_down(task: Callable[..., T]) -> Callable[..., T | str
     def run(*args: Any, **kwargs: Any) -> T | str:
         try:
             result = task(*args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
+        except DATABASE_DOWN as exc:
             connection.close()  # the next run reconnects
-            if not _outage.is_set():
-                _outage.set()
-                logger.warning("the database is unreachable (%s): periodic tasks skip their runs until it is back",
-                               str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            _outage.failed(exc)
             return SKIPPED
-        if _outage.is_set():
-            _outage.clear()
-            logger.warning("the database is reachable again: periodic tasks run again")
+        _outage.succeeded()
         return result
     return run
 
