@@ -17,10 +17,11 @@ view or size check runs, and that file moves to disk past 2.5 MB).
    body to its temporary file: 507 (console/errors.py `disk_full`), instead of a 500.
 
 Limits: the upload API and the console's upload page take PADDOCK_MAX_UPLOAD_BYTES plus
-MULTIPART_OVERHEAD_BYTES; every other route PADDOCK_MAX_REQUEST_BYTES. Refusals under /api/
-are DRF's `{"detail": message}`; on pages, the message as plain text (htmx swaps it like any 4xx
-fragment). The data plane (/v2, /metrics) is dispatched before this guard and counts its own
-bodies (serving/v2/http.py `read_body`)."""
+MULTIPART_OVERHEAD_BYTES, a batch job's input PADDOCK_MAX_JOB_INPUT_BYTES plus the same; every
+other route PADDOCK_MAX_REQUEST_BYTES. Refusals under /api/ are DRF's `{"detail": message}`; on
+pages, the message as plain text (htmx swaps it like any 4xx fragment). The data plane (/v2,
+/metrics) is dispatched before this guard and counts its own bodies (serving/v2/http.py
+`read_body`)."""
 
 import json
 import re
@@ -46,6 +47,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Multipart framing and the form's other fields (format, signature, description) on top of the files.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_ROUTES = (re.compile(r"^/api/v1/models/[^/]+/versions/$"), re.compile(r"^/models/[^/]+/upload/$"))
+# Batch-job input files (API and console): PADDOCK_MAX_JOB_INPUT_BYTES plus the same framing.
+JOB_ROUTES = (re.compile(r"^/api/v1/models/[^/]+/jobs/$"), re.compile(r"^/models/[^/]+/jobs/$"))
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIX = "/api/"
 NO_CREDENTIALS = "authentication required: send 'Authorization: Bearer <token>'"  # DRF's words (HasScope)
@@ -90,10 +93,13 @@ class Limit:
 
 
 def limit_for(scope: Scope) -> Limit:
-    """The upload limit (plus multipart framing) for an upload, the small default for the rest."""
+    """The upload limit (plus multipart framing) for an upload or a job's input, the small default for the rest."""
     if scope["method"] == "POST" and any(route.match(scope["path"]) for route in UPLOAD_ROUTES):
         upload = settings.PADDOCK_MAX_UPLOAD_BYTES
         return Limit(upload + MULTIPART_OVERHEAD_BYTES, upload, "upload")
+    if scope["method"] == "POST" and any(route.match(scope["path"]) for route in JOB_ROUTES):
+        job_input = settings.PADDOCK_MAX_JOB_INPUT_BYTES
+        return Limit(job_input + MULTIPART_OVERHEAD_BYTES, job_input, "input file")
     default = settings.PADDOCK_MAX_REQUEST_BYTES
     return Limit(default, default, "request body")
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from console.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
@@ -173,6 +174,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env_str("PADDOCK_CELERY_QUEUE", "paddock")
+# Batch-job chunks have a queue of their own, which a worker reads only when the control queue
+# (validations, rollout gates, rollups) is empty: Redis transport's "priority" queue order.
+PADDOCK_JOBS_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.jobs"
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(PADDOCK_JOBS_QUEUE))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"queue_order_strategy": "priority"}
+CELERY_TASK_ROUTES = {"workers.tasks.run_job_chunk": {"queue": PADDOCK_JOBS_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -205,6 +212,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "serving.tasks.roll_up_metrics",
         "schedule": 10.0,
         "options": {"expires": 20},
+    },
+    "requeue-stale-job-chunks": {
+        "task": "serving.tasks.requeue_stale_job_chunks",
+        "schedule": 5.0,
+        "options": {"expires": 10},
+    },
+    "remove-expired-job-files": {
+        "task": "serving.tasks.remove_expired_job_files",
+        "schedule": 3600.0,
     },
     "evaluate-rollouts": {
         "task": "serving.tasks.evaluate_rollouts",
@@ -316,6 +332,30 @@ PADDOCK_WORKER_DRAIN_SECONDS = env_int("PADDOCK_WORKER_DRAIN_SECONDS", 30, minim
 PADDOCK_INTRA_OP_THREADS = env_int("PADDOCK_INTRA_OP_THREADS", 0, minimum=0)
 # Every Redis key of the data plane starts with this: installations sharing a Redis stay apart.
 PADDOCK_REDIS_PREFIX = env_str("PADDOCK_REDIS_PREFIX", "paddock")
+
+# Batch jobs (docs/jobs.md). An input file may be this large (413 beyond); its rows are split
+# into chunks of PADDOCK_JOB_CHUNK_ROWS unless the job asks otherwise, at most
+# PADDOCK_JOB_MAX_CHUNKS per job. A chunk that fails this many times fails its job.
+PADDOCK_MAX_JOB_INPUT_BYTES = env_int("PADDOCK_MAX_JOB_INPUT_BYTES", 256 * 1024 * 1024, minimum=1)
+PADDOCK_JOB_CHUNK_ROWS = env_int("PADDOCK_JOB_CHUNK_ROWS", 10_000, minimum=1)
+PADDOCK_JOB_MAX_CHUNKS = env_int("PADDOCK_JOB_MAX_CHUNKS", 10_000, minimum=1)
+PADDOCK_JOB_CHUNK_ATTEMPTS = env_int("PADDOCK_JOB_CHUNK_ATTEMPTS", 3, minimum=1)
+# Each inference of a chunk takes at most this many rows and input bytes ("large batches" that
+# still leave online requests a turn between them).
+PADDOCK_JOB_RUN_ROWS = env_int("PADDOCK_JOB_RUN_ROWS", 1024, minimum=1)
+PADDOCK_JOB_RUN_BYTES = env_int("PADDOCK_JOB_RUN_BYTES", 8 * 1024 * 1024, minimum=1024)
+# While the worker serves online requests, a chunk rests this many times its last run's length
+# after each run: online traffic comes first.
+PADDOCK_JOB_ONLINE_YIELD = env_float("PADDOCK_JOB_ONLINE_YIELD", 1.0, minimum=0.0)
+# An ended job's files (input, output) are removed this long after it ended; the row stays.
+PADDOCK_JOB_RETENTION_DAYS = env_int("PADDOCK_JOB_RETENTION_DAYS", 7, minimum=1)
+# Stream bindings (docs/streams.md) read Paddock's own Redis (keys under '<team>:') unless an
+# operator lists other hosts here ("host" or "host:port", comma-separated; none by default).
+PADDOCK_STREAM_REDIS_HOSTS = env_list("PADDOCK_STREAM_REDIS_HOSTS")
+
+# Stream bindings: a message a worker read but never acknowledged (it died) is claimed by another
+# after this long.
+PADDOCK_STREAM_CLAIM_IDLE_MS = env_int("PADDOCK_STREAM_CLAIM_IDLE_MS", 10_000, minimum=100)
 
 # Sign-ins (console and admin forms): failed ones are counted per account and per address for
 # PADDOCK_LOGIN_THROTTLE_SECONDS; past either limit the form refuses until the window ends. Every

@@ -178,3 +178,35 @@ class WorkerCollector(Collector):
         except redis.RedisError:
             pass  # the metrics page must answer even while Redis is down
         yield from (loaded, memory, cpu, gpu_util, gpu_memory, batches, rows, depth)
+
+
+class JobCollector(Collector):
+    """Batch jobs at scrape time (serving.jobs.progress): each live job's rows and rows done, and
+    the rows run per model."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    def collect(self) -> Iterator[Any]:
+        """The job families, filled with what Redis answered (nothing while it is down)."""
+        from serving.jobs import progress
+
+        rows = GaugeMetricFamily("paddock_job_rows", "Rows of each live batch job", labels=["model", "job"])
+        done = GaugeMetricFamily("paddock_job_rows_done", "Rows done of each live batch job", labels=["model", "job"])
+        running = GaugeMetricFamily("paddock_jobs_live", "Batch jobs queued or running per model", labels=["model"])
+        processed = CounterMetricFamily("paddock_job_rows_processed", "Rows run by batch-job chunks per model",
+                                        labels=["model"])
+        try:
+            live, counts = progress.figures(redis.Redis.from_url(self.redis_url, socket_timeout=2))
+        except redis.RedisError:
+            live, counts = [], {}
+        per_model: dict[str, int] = {}
+        for job in live:
+            rows.add_metric([job["model"], str(job["job"])], job["rows"])
+            done.add_metric([job["model"], str(job["job"])], min(job["done"], job["rows"]))
+            per_model[job["model"]] = per_model.get(job["model"], 0) + 1
+        for model, count in sorted(per_model.items()):
+            running.add_metric([model], count)
+        for model, count in sorted(counts.items()):
+            processed.add_metric([model], count)
+        yield from (rows, done, running, processed)

@@ -29,3 +29,28 @@ def evaluate_rollouts() -> dict[int, str]:
 def roll_up_metrics() -> dict[str, int]:
     """Keep the live figures in Postgres (serving.rollups.roll_up)."""
     return rollups.roll_up()
+
+
+@shared_task(name="serving.tasks.requeue_stale_job_chunks", ignore_result=True)
+@skipped_while_database_down
+def requeue_stale_job_chunks() -> int:
+    """Queue again the batch-job chunks a dead worker left running (lease lapsed) or a lost
+    message left pending, and the assemblies nobody is doing (serving.jobs.services)."""
+    from serving.jobs import services
+
+    chunks = services.stale_chunks()
+    for chunk in chunks:
+        services.queue_chunks(chunk.job_id, [chunk.index])
+    assemblies = services.stale_assemblies()
+    for job_id in assemblies:
+        services.queue_assembly(job_id)
+    return len(chunks) + len(assemblies)
+
+
+@shared_task(name="serving.tasks.remove_expired_job_files", ignore_result=True)
+@skipped_while_database_down
+def remove_expired_job_files() -> int:
+    """Retention: remove the files of jobs that ended over PADDOCK_JOB_RETENTION_DAYS ago."""
+    from serving.jobs import services
+
+    return services.remove_expired_files()

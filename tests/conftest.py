@@ -204,13 +204,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: floa
 
 @pytest.fixture(autouse=True)
 def _empty_media_root() -> Iterator[None]:
-    """Each test starts with empty artifact storage (the folder itself is shared with workers)."""
+    """Each test starts with empty artifact and job storage (the folder itself is shared with workers)."""
     import shutil
 
     from django.conf import settings
 
     yield
     shutil.rmtree(Path(settings.MEDIA_ROOT) / "models", ignore_errors=True)
+    shutil.rmtree(Path(settings.MEDIA_ROOT) / "jobs", ignore_errors=True)
 
 
 def ready_version(model: Any, seed: int) -> Any:

@@ -1,5 +1,6 @@
-"""Starts the batcher inside each Celery worker process, beside the task pool: control tasks
-(validation) run in the pool, inference in the batcher thread.
+"""Starts the batcher inside each Celery worker process, beside the task pool, and the stream
+bindings' runner beside it: control tasks (validation) and batch-job chunks run in the pool,
+online inference in the batcher thread, stream scoring in its own (workers/streams/runner.py).
 
 Celery's warm shutdown (SIGTERM) stops the batcher through `stop`, which drains it: every batch
 it read or holds is run and answered before the process exits. A batcher that recycles itself
@@ -15,15 +16,19 @@ from celery import bootsteps
 
 from console.supervisor import RECYCLED_EXIT_STATUS
 
+# This process's batcher, for the tasks that share its runtimes (workers/jobs.py); None: not serving.
+running_batcher: Any = None
+
 
 class BatcherStep(bootsteps.StartStopStep):
-    """A Celery bootstep that runs a Batcher beside the pool (unless PADDOCK_WORKER_SERVES=0)."""
+    """A Celery bootstep that runs a Batcher and a StreamRunner beside the pool (unless PADDOCK_WORKER_SERVES=0)."""
 
     requires = {"celery.worker.components:Pool"}
 
     def __init__(self, worker: Any, **options: Any) -> None:
         super().__init__(worker, **options)
         self.batcher: Any = None
+        self.streams: Any = None
 
     def start(self, worker: Any) -> None:
         """Start the batcher when the worker starts."""
@@ -34,9 +39,17 @@ class BatcherStep(bootsteps.StartStopStep):
         self.batcher = Batcher(consumer=f"{worker.hostname}-{os.getpid()}")
         self.batcher.on_recycle = lambda: os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
         self.batcher.start()
+        global running_batcher
+        running_batcher = self.batcher
+        from workers.streams.runner import StreamRunner
+
+        self.streams = StreamRunner(consumer=self.batcher.consumer)
+        self.streams.start()
 
     def stop(self, worker: Any) -> None:
         """Drain the batcher when the worker stops; exit with RECYCLED_EXIT_STATUS if it asked to be recycled."""
+        if self.streams is not None:
+            self.streams.stop()  # its round under way is written and acknowledged
         if self.batcher is not None:
             self.batcher.stop()
             if self.batcher.recycling.is_set():

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from serving.api import views
+from serving.api import jobs, streams, views
 
 urlpatterns = [
     path("deployments/<str:name>/", views.DeploymentView.as_view(), name="deployment_detail"),
@@ -12,5 +12,16 @@ urlpatterns = [
     path("models/<str:name>/rollouts/<int:rollout_id>/<str:action>/", views.RolloutActionView.as_view(),
          name="rollout_action"),
     path("models/<str:name>/metrics/", views.LiveMetricsView.as_view(), name="live_metrics"),
+    path("models/<str:name>/jobs/", jobs.JobListView.as_view(), name="job_list"),
+    path("models/<str:name>/jobs/<str:job_id>/", jobs.JobDetailView.as_view(), name="job_detail"),
+    path("models/<str:name>/jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job_cancel"),
+    path("models/<str:name>/jobs/<str:job_id>/output/", jobs.JobOutputView.as_view(), name="job_output"),
+    path("models/<str:name>/streams/", streams.StreamBindingListView.as_view(), name="stream_list"),
+    path("models/<str:name>/streams/<str:binding>/", streams.StreamBindingDetailView.as_view(),
+         name="stream_detail"),
+    path("models/<str:name>/streams/<str:binding>/pause/", streams.StreamBindingPauseView.as_view(),
+         name="stream_pause"),
+    path("models/<str:name>/streams/<str:binding>/resume/", streams.StreamBindingResumeView.as_view(),
+         name="stream_resume"),
     path("models/<str:name>/metrics/history/", views.MetricHistoryView.as_view(), name="metric_history"),
 ]

@@ -285,8 +285,9 @@ async def metrics_page(scope: dict[str, Any], send: Send) -> None:
             visible = await sync_to_async(visible_model_names, thread_sensitive=True)(principal)
     if not _collector_registered:
         metrics.REGISTRY.register(metrics.WorkerCollector(settings.REDIS_URL))
+        metrics.REGISTRY.register(metrics.JobCollector(settings.REDIS_URL))
         _collector_registered = True
-    # The worker collector does blocking Redis calls: keep them off the event loop.
+    # The worker and job collectors do blocking Redis calls: keep them off the event loop.
     body = await asyncio.to_thread(generate_latest, metrics.REGISTRY)
     if visible is not None:
         body = metrics.only_models(body, visible)

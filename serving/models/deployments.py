@@ -1,4 +1,5 @@
-"""Deployments: which version of a model answers, and how its requests are batched and queued."""
+"""Deployments: which version of a model answers, and how its requests are batched and queued;
+rollouts and their timeline; rolled-up live figures."""
 
 from typing import Any, cast
 
