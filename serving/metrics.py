@@ -180,6 +180,39 @@ class WorkerCollector(Collector):
         yield from (loaded, memory, cpu, gpu_util, gpu_memory, batches, rows, depth)
 
 
+class StreamCollector(Collector):
+    """Stream bindings at scrape time (serving.streams.status, as the workers publish it)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    def collect(self) -> Iterator[Any]:
+        """The binding families, filled with what Redis answered (nothing while it is down)."""
+        from serving.streams import status
+
+        labels = ["model", "binding"]
+        lag = GaugeMetricFamily("paddock_stream_lag_messages", "Messages not yet answered: pending + undelivered",
+                                labels=labels)
+        pending = GaugeMetricFamily("paddock_stream_pending_messages", "Messages read but not yet acknowledged",
+                                    labels=labels)
+        counters = {name: CounterMetricFamily(f"paddock_stream_{metric}", text, labels=labels)
+                    for name, metric, text in (("read", "messages_read", "Source messages read by the workers"),
+                                               ("predicted", "predictions", "Predictions written to the sink"),
+                                               ("dead", "dead_letters", "Messages sent to the dead-letter stream"),
+                                               ("rows", "rows", "Rows run for the binding"))}
+        try:
+            bindings = status.for_metrics(redis.Redis.from_url(self.redis_url, socket_timeout=2))
+        except redis.RedisError:
+            bindings = []
+        for binding in bindings:
+            names = [binding["model"], binding["name"]]
+            lag.add_metric(names, binding["lag"])
+            pending.add_metric(names, binding["pending"])
+            for name, family in counters.items():
+                family.add_metric(names, binding[name])
+        yield from (lag, pending, *counters.values())
+
+
 class JobCollector(Collector):
     """Batch jobs at scrape time (serving.jobs.progress): each live job's rows and rows done, and
     the rows run per model."""

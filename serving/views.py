@@ -4,6 +4,7 @@ page, htmx), and the dashboard across every model the person can see."""
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,8 +19,10 @@ from console.htmx import htmx_partial
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from serving import live, livestats, rollouts
+from serving.jobs import progress
 from serving.metrics import live_workers, workers_seen_by
-from serving.models import GATE_DEFAULTS, Rollout, RolloutState, RolloutStrategy
+from serving.models import GATE_DEFAULTS, BatchJob, JobState, Rollout, RolloutState, RolloutStrategy, StreamBinding
+from serving.streams import status
 from serving.v2.routes import load_model_route
 
 GATE_FIELDS = list(GATE_DEFAULTS.items())
@@ -120,6 +123,13 @@ def _dashboard_row(model: RegisteredModel, figures: dict[str, Any]) -> dict[str,
             "rollout": next(iter(model.rollouts.all()), None)}
 
 
+def _stream_figures(conn: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
+    try:
+        return status.read_all(conn, ids)
+    except redis.RedisError:
+        return {}  # the page answers without the figures while Redis is down
+
+
 @login_required
 @vary_on_headers("HX-Request")  # one URL, two answers: caches keep the page and the fragment apart
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -134,6 +144,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     admin = request.user.is_superuser
     workers = workers_seen_by(live_workers(conn), model_names=None if admin else {m.name for m in models},
                               details=admin)
-    context = {"rows": rows, "workers": sorted(workers.items()), "worker_details": admin}
+    visible = [model.pk for model in models]
+    bindings = list(StreamBinding.objects.filter(model_id__in=visible).select_related("model"))
+    stream_figures = _stream_figures(conn, [binding.pk for binding in bindings])
+    jobs = [(job, min(job.rows_total, max(job.rows_done, progress.rows_done(job.pk) or 0))) for job in
+            BatchJob.objects.filter(model_id__in=visible, state__in=JobState.live()).select_related("model")]
+    context = {"rows": rows, "workers": sorted(workers.items()), "worker_details": admin, "jobs": jobs,
+               "bindings": [(binding, stream_figures.get(binding.pk, {})) for binding in bindings]}
     template = "serving/_dashboard_body.html" if htmx_partial(request) else "serving/dashboard.html"
     return render(request, template, context)

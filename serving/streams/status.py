@@ -25,11 +25,13 @@ def counts_key(binding_id: int) -> str:
 
 
 def publish(conn: redis.Redis, binding_id: int, *, pending: int, undelivered: int, exact: bool = True,
-            added: dict[str, int] | None = None) -> None:
-    """A worker's latest view of a binding's lag, and what its scorer did since the last call."""
+            added: dict[str, int] | None = None, model: str = "", name: str = "") -> None:
+    """A worker's latest view of a binding's lag, and what its scorer did since the last call
+    (`model` and `name` label the binding on /metrics, which reads no database)."""
     pipe = conn.pipeline(transaction=False)
     pipe.hset(lag_key(), str(binding_id), json.dumps({"pending": pending, "undelivered": undelivered,
-                                                      "exact": exact, "ts": time.time()}))
+                                                      "exact": exact, "ts": time.time(),
+                                                      "model": model, "name": name}))
     for name, value in (added or {}).items():
         if value:
             pipe.hincrby(counts_key(binding_id), name, value)
@@ -65,3 +67,17 @@ def forget(conn: redis.Redis, binding_id: int) -> None:
     pipe.hdel(lag_key(), str(binding_id))
     pipe.delete(counts_key(binding_id))
     pipe.execute()
+
+
+def for_metrics(conn: redis.Redis) -> list[dict[str, Any]]:
+    """Every binding a worker spoke of lately: model, name, lag, pending and the counters."""
+    found = []
+    now = time.time()
+    for raw_id, raw in conn.hgetall(lag_key()).items():
+        lag = json.loads(raw)
+        if now - lag.get("ts", 0) > FRESH_SECONDS or not lag.get("model"):
+            continue
+        counts = conn.hgetall(counts_key(int(raw_id)))
+        found.append({"model": lag["model"], "name": lag["name"], "lag": lag["pending"] + lag["undelivered"],
+                      "pending": lag["pending"], **{name: int(counts.get(name.encode(), 0)) for name in COUNTERS}})
+    return found

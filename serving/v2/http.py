@@ -286,8 +286,9 @@ async def metrics_page(scope: dict[str, Any], send: Send) -> None:
     if not _collector_registered:
         metrics.REGISTRY.register(metrics.WorkerCollector(settings.REDIS_URL))
         metrics.REGISTRY.register(metrics.JobCollector(settings.REDIS_URL))
+        metrics.REGISTRY.register(metrics.StreamCollector(settings.REDIS_URL))
         _collector_registered = True
-    # The worker and job collectors do blocking Redis calls: keep them off the event loop.
+    # The worker, job and stream collectors do blocking Redis calls: keep them off the event loop.
     body = await asyncio.to_thread(generate_latest, metrics.REGISTRY)
     if visible is not None:
         body = metrics.only_models(body, visible)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+import redis
 import requests
 from django.conf import settings
 
@@ -36,6 +37,7 @@ def scorer(transactional_db: Any, cast: dict[str, Any], teams: dict[str, Any], c
     data = built.mlp_onnx(inputs=8, outputs=3)
     version = register_ready(actor=actor, model=model, data=data)
     _, token = create_token(actor=actor, user=cast["engineer"], name="jobs", scopes=["manage", "read"])
+    redis.Redis.from_url(settings.REDIS_URL).delete(f"{settings.PADDOCK_REDIS_PREFIX}:jobs:rows")
     return {"base": web_server, "token": token, "version": version, "model": model, "actor": actor}
 
 
@@ -97,6 +99,8 @@ def test_a_csv_job_is_scored_in_chunks_and_downloaded_with_its_checksum(scorer: 
     events = AuditEvent.objects.filter(object_type="serving.batchjob").order_by("id")
     actions = list(events.values_list("action", flat=True))
     assert actions == ["job.submitted", "job.finished"]
+    metrics = get(scorer, "/metrics").text  # the rows the chunks ran, summed over the workers
+    assert 'paddock_job_rows_processed_total{model="iris"} 2500.0' in metrics, metrics[-2000:]
     # Its work files are gone; the source and the output stay (until retention).
     assert sorted(p.name for p in (jobs_folder() / job["id"]).iterdir()) == ["output.csv", "source.csv"]
 

@@ -1,5 +1,5 @@
 """Stream scoring: a binding reads events from a message-bus source with a consumer group,
-predicts, and writes each prediction once to a sink stream (docs/streams-draft.md).
+predicts, and writes each prediction once to a sink stream (docs/streams.md).
 
     source.py        the Source protocol and the values that cross it (Message, Prediction, ...)
     redis_source.py  Source on Redis Streams: consumer group, sink, dead letters, one Lua deliver

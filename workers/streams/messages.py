@@ -2,7 +2,7 @@
 bytes and arrays, built on the v2 codec (serving/v2/protocol.py) so that a message is held to
 the same limits and signature checks, with the same error messages, as an HTTP request.
 
-Two input forms (docs/streams-draft.md has redis-cli examples):
+Two input forms (docs/streams.md has redis-cli examples):
 - JSON: field `inputs` holds a v2 `inputs` list, as in an infer request's body; optional field
   `parameters` a v2 parameters object (checked, and otherwise left to the binding's `choose`).
 - Binary: per input `<name>` (raw little-endian tensor bytes; BYTES in Triton's layout, each

@@ -211,7 +211,8 @@ class StreamRunner:
                 now = {"read": stats.read, "predicted": stats.predicted, "dead": stats.dead, "rows": stats.rows}
                 added = {name: value - running.published.get(name, 0) for name, value in now.items()}
                 status.publish(self.status, binding_id, pending=lag.pending, undelivered=lag.undelivered,
-                               exact=lag.exact, added=added)
+                               exact=lag.exact, added=added, model=running.binding.model.name,
+                               name=running.binding.name)
                 running.published = now
             except redis.RedisError as exc:
                 logger.warning("stream binding %s: figures not published: %s", running.binding.name, exc)

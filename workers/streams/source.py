@@ -2,7 +2,7 @@
 
 A source hands out messages to one consumer of a consumer group, takes back what became of
 them (sink entries, dead letters, acknowledgements) in one atomic call, and says how far the
-group is behind. redis_source.py implements it on Redis Streams; docs/streams-draft.md says
+group is behind. redis_source.py implements it on Redis Streams; docs/streams.md says
 what a Kafka source would need."""
 
 from dataclasses import dataclass
