@@ -1,9 +1,10 @@
 """Live figures per model version, shared by every web process through Redis: what rollout
 gates judge, what the console charts, what the rollups keep.
 
-Each web process counts in memory (a few dict increments per request) and once a second adds
-its counts to one Redis hash per version and second, `{prefix}:stats:{version_id}:{epoch second}`
-(HINCRBY, so processes merge by addition; kept STATS_TTL_SECONDS). Fields:
+Each web process (and each worker's stream runner, for the messages it answers) counts in
+memory (a few dict increments per request) and once a second adds its counts to one Redis hash
+per version and second, `{prefix}:stats:{version_id}:{epoch second}` (HINCRBY, so processes
+merge by addition; kept STATS_TTL_SECONDS). Fields:
   c{code}      requests answered with that HTTP status
   g{code} j{i} the same status and total latency, for the requests rollout gates judge only: those
                the deployment's split routed (not a version pinned in the path) and not refused by
@@ -121,30 +122,55 @@ class LiveStats:
     async def flush(self, client: redis.asyncio.Redis) -> None:
         """Add the pending counts, and a sample of the requests in flight, to Redis in one round
         trip; on failure they stay pending for the next flush."""
+        batch = self._take()
+        if not batch:
+            return
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                _queue(pipe, batch)
+                await pipe.execute()
+        except (RedisError, OSError):
+            self._restore(batch)
+            raise
+
+    def flush_now(self, client: redis.Redis) -> None:
+        """`flush` for a thread without an event loop (a worker's stream runner)."""
+        batch = self._take()
+        if not batch:
+            return
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                _queue(pipe, batch)
+                pipe.execute()
+        except (RedisError, OSError):
+            self._restore(batch)
+            raise
+
+    def _take(self) -> dict[tuple[int, int], Counter[str]]:
         second = int(time.time())
         for version_id, waiting in self.in_flight.items():
             if waiting > 0:  # a sample per process per second: summed over processes in Redis
                 self.pending.setdefault((version_id, second), Counter())["f"] += waiting
-        if not self.pending:
-            return
         batch, self.pending = self.pending, {}
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                latest: dict[int, int] = {}
-                for (version_id, second), counts in batch.items():
-                    key = stats_key(version_id, second)
-                    for field, value in counts.items():
-                        pipe.hincrby(key, field, value)
-                    pipe.expire(key, STATS_TTL_SECONDS)
-                    latest[version_id] = max(second, latest.get(version_id, 0))
-                if latest:
-                    pipe.zadd(active_key(), {str(v): s for v, s in latest.items()})
-                await pipe.execute()
-        except (RedisError, OSError):
-            # Keep the counts for the next flush rather than lose them.
-            for pending_key, counts in batch.items():
-                self.pending.setdefault(pending_key, Counter()).update(counts)
-            raise
+        return batch
+
+    def _restore(self, batch: dict[tuple[int, int], Counter[str]]) -> None:
+        """Keep the counts for the next flush rather than lose them."""
+        for pending_key, counts in batch.items():
+            self.pending.setdefault(pending_key, Counter()).update(counts)
+
+
+def _queue(pipe: Any, batch: dict[tuple[int, int], Counter[str]]) -> None:
+    """The commands adding `batch` to Redis, on a pipeline (asyncio's or not: queueing is the same)."""
+    latest: dict[int, int] = {}
+    for (version_id, second), counts in batch.items():
+        key = stats_key(version_id, second)
+        for field, value in counts.items():
+            pipe.hincrby(key, field, value)
+        pipe.expire(key, STATS_TTL_SECONDS)
+        latest[version_id] = max(second, latest.get(version_id, 0))
+    if latest:
+        pipe.zadd(active_key(), {str(v): s for v, s in latest.items()})
 
 
 # -- reading (beat tasks, API, console; synchronous) ------------------------------------------

@@ -317,7 +317,7 @@ def test_the_shadow_sees_each_batch_and_its_failures_are_not_felt(streams: Strea
     streams.add(json_fields(features(2, 0)))
     seen: list[tuple[int, tuple[int, ...]]] = []
 
-    def shadow(version: int, inputs: Arrays) -> None:
+    def shadow(version: int, inputs: Arrays, outputs: Arrays) -> None:
         seen.append((version, inputs["x"].shape))
         raise RuntimeError("the shadow is broken")
 

@@ -8,8 +8,10 @@ deployment the way REST is:
 2. Each round: one `step` per binding (reading up to its batch_size messages at once: that is
    the dynamic batching), the version per message chosen by the deployment's split (an A/B
    deployment's sticky key read from the message field of that name), the shadow version run on
-   the deployment's share of batches.
-3. Once a second: each binding's lag and what its scorer did, to Redis (serving.streams.status).
+   the deployment's share of batches, compared with the live answers.
+3. Once a second: each answered message in its version's live figures (serving.livestats, as a
+   web process counts a request: the charts, rollups and rollout gates see stream traffic), and
+   each binding's lag and what its scorer did (serving.streams.status), to Redis.
 
 The consumer name is the worker's (host and pid), so a SIGKILLed worker's pending messages are
 claimed by the others, or by the worker started in its place, after PADDOCK_STREAM_CLAIM_IDLE_MS."""
@@ -26,6 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from console.errors import ModelNotReady
+from serving.livestats import LiveStats
 from serving.models import BindingState, StreamBinding
 from serving.streams import status
 from serving.v2 import traffic
@@ -65,6 +68,7 @@ class StreamRunner:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.status = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+        self.stats = LiveStats()
         self.next_sync = 0.0
         self.next_publish = 0.0
 
@@ -148,7 +152,8 @@ class StreamRunner:
             choose=lambda message: self.choose(model_id, message),
             signature_of=lambda number: self.signature_of(model_id, number),
             run=lambda number, inputs: self.predict(model_id, number, inputs),
-            shadow=lambda number, inputs: self.shadow(model_id, number, inputs),
+            shadow=lambda number, inputs, outputs: self.shadow(model_id, number, inputs, outputs),
+            observe=lambda number, queued, rows, compute_ms: self.observe(model_id, number, queued, rows, compute_ms),
             claim_idle_ms=settings.PADDOCK_STREAM_CLAIM_IDLE_MS)
         logger.info("scoring stream %s for %s (binding %s)", binding.source, name, binding.name)
         return Running(binding, source, scorer, {})
@@ -192,18 +197,41 @@ class StreamRunner:
         version = self._route(model_id).versions[number]
         return self.shelf.runtime(version.version_id, version.sha256).run(inputs)
 
-    def shadow(self, model_id: int, number: int, inputs: dict[str, np.ndarray]) -> None:
-        """The deployment's shadow share of batches also runs on the shadow version (its answer
-        is not written; its failures are counted by the scorer, never felt by the stream)."""
+    def shadow(self, model_id: int, number: int, inputs: dict[str, np.ndarray],
+               outputs: dict[str, np.ndarray]) -> None:
+        """The deployment's shadow share of batches also runs on the shadow version; its answers
+        are compared with the live ones and counted in its live figures as REST's mirrored
+        requests are (they are not written; failures never reach the stream)."""
         route = self._route(model_id)
         if route.shadow is None or route.shadow[0] == number or not traffic.mirrored(route):
             return
-        self.predict(model_id, route.shadow[0], inputs)
+        shadow = route.versions[route.shadow[0]]
+        started = time.perf_counter()
+        try:
+            mirrored = self.predict(model_id, shadow.number, inputs)
+        except Exception:
+            self.stats.shadow(shadow.version_id, ok=False, total_ms=(time.perf_counter() - started) * 1000,
+                              comparison=None)
+            raise
+        self.stats.shadow(shadow.version_id, ok=True, total_ms=(time.perf_counter() - started) * 1000,
+                          comparison=traffic.compare(outputs, mirrored))
+
+    def observe(self, model_id: int, number: int, queued: list[float], rows: int, compute_ms: float) -> None:
+        """Each answered message in the version's live figures, as a web process counts a request
+        (so the console's charts, the rollups and the rollout gates see stream traffic too)."""
+        version_id = self._route(model_id).versions[number].version_id
+        for queue_ms in queued:
+            self.stats.request(version_id, 200, queue_ms + compute_ms, queue_ms, compute_ms, rows)
 
     # -- 3. figures ---------------------------------------------------------------------------
 
     def publish(self) -> None:
-        """Each binding's lag and the scorer's counters since the last publication."""
+        """The live figures counted since the last call; each binding's lag and the scorer's
+        counters since the last publication."""
+        try:
+            self.stats.flush_now(self.status)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("live figures of stream predictions not written (Redis: %s); will retry", exc)
         for binding_id, running in list(self.running.items()):
             try:
                 lag = running.source.lag()

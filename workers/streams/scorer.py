@@ -60,22 +60,26 @@ class StreamScorer:
 
     `choose(message)` names the version that answers (the deployment's traffic split);
     `signature_of(version)` gives its (inputs, outputs) signature; `run(version, inputs)` runs it;
-    `shadow(version, inputs)`, when given, is called after each successful run with the batch's
-    inputs and the version that answered (its errors are logged and counted, never felt by the
-    stream). `choose` and `signature_of` may raise a PaddockError to dead-letter a message; any
-    other exception leaves the round's messages pending and propagates."""
+    `shadow(version, inputs, outputs)`, when given, is called after each successful run with the
+    version that answered, the batch's inputs and its outputs (its errors are logged and counted,
+    never felt by the stream); `observe(version, queued_ms of each message, rows, compute_ms)`
+    after each successful run, for the version's live figures. `choose` and `signature_of` may
+    raise a PaddockError to dead-letter a message; any other exception leaves the round's
+    messages pending and propagates."""
 
     def __init__(self, source: Source, *, signature_of: Callable[[int], tuple[Signature, Signature]],
                  choose: Callable[[Message], int], run: Callable[[int, Arrays], Arrays], model: str,
                  batch_size: int = 256, output_format: str = "json",
-                 shadow: Callable[[int, Arrays], None] | None = None, claim_every: int = 10,
-                 claim_idle_ms: int = 30_000, limits: Limits = DEFAULT_LIMITS) -> None:
+                 shadow: Callable[[int, Arrays, Arrays], None] | None = None, claim_every: int = 10,
+                 claim_idle_ms: int = 30_000, limits: Limits = DEFAULT_LIMITS,
+                 observe: Callable[[int, list[float], int, float], None] | None = None) -> None:
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
         if batch_size < 1 or claim_every < 1:
             raise ValueError("batch_size and claim_every must be at least 1")
         self.source = source
         self.signature_of, self.choose, self.run, self.shadow = signature_of, choose, run, shadow
+        self.observe = observe
         self.model = model
         self.batch_size = batch_size
         self.output_format = output_format
@@ -181,8 +185,11 @@ class StreamScorer:
                 if array.ndim == 0 or array.shape[0] != rows:
                     raise ValueError(f"the model returned {array.shape[0] if array.ndim else 0} rows of "
                                      f"'{name}' for {rows} input rows")
+        if self.observe is not None:  # the version's live figures, as a web process counts a request
+            self.observe(version, [read_ms - d.message.created_ms if d.message.created_ms else 0.0 for d in members],
+                         rows, compute_ms)
         if self.shadow is not None:
-            self._shadow(self.shadow, version, batch)
+            self._shadow(self.shadow, version, batch, outputs)
         answers: list[Answer] = []
         offset = 0
         for decoded in members:
@@ -197,9 +204,10 @@ class StreamScorer:
                 answers.append((decoded, DeadLetter(decoded.message.id, exc.message, decoded.message.fields)))
         return answers
 
-    def _shadow(self, shadow: Callable[[int, Arrays], None], version: int, batch: Arrays) -> None:
+    def _shadow(self, shadow: Callable[[int, Arrays, Arrays], None], version: int, batch: Arrays,
+                outputs: Arrays) -> None:
         try:
-            shadow(version, batch)
+            shadow(version, batch, outputs)
         except Exception:
             self.stats.shadow_errors += 1
             logger.exception("the shadow of %s v%d failed; the stream is not affected", self.model, version)
