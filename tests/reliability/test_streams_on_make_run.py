@@ -11,6 +11,7 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -33,7 +34,7 @@ def test_a_binding_scores_every_message_once_though_its_worker_is_killed_mid_run
     with runstack(tmp_path, "manage", "read") as stack:
         stack.upload("slow", artifact)
         # The model is in team 'demo' (stack.upload makes it there): its keys start with 'demo:'.
-        redis = stack.redis()
+        redis: Any = stack.redis()  # typed loosely: bytes in, bytes out
         x = np.random.default_rng(11).standard_normal((MESSAGES, 256)).astype(np.float32)
         ids: list[str] = []
         pipe = redis.pipeline(transaction=False)
