@@ -52,7 +52,8 @@ class JobSerializer(serializers.ModelSerializer[BatchJob]):
 class JobSubmitSerializer(serializers.Serializer[Any]):
     """A job's submission: the file and, optionally, the version, chunk size and formats."""
 
-    file = serializers.FileField(help_text="NPY, NPZ, Parquet, CSV or JSONL (docs/jobs.md)")
+    file = serializers.FileField(allow_empty_file=True,  # empty: "the file has no rows", as for a header alone
+                                 help_text="NPY, NPZ, Parquet, CSV or JSONL (docs/jobs.md)")
     version = serializers.IntegerField(required=False, min_value=1,
                                        help_text="Default: the version the deployment serves now (pinned)")
     chunk_size = serializers.IntegerField(required=False, min_value=1, help_text="Rows per chunk")

@@ -117,17 +117,21 @@ def test_an_npz_job_writes_npz_and_a_requested_jsonl_output(scorer: dict[str, An
     np.testing.assert_allclose(got, reference(scorer["version"], x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("filename", "data", "status", "message"), [
-    ("batch.csv", b"x.0,x.1\n1,2\n", 400, None),
-    ("batch.txt", b"1,2,3\n", 400, None),
-    ("batch.csv", b"", 400, None),
-], ids=["missing-columns", "unknown-format", "empty"])
+@pytest.mark.parametrize(("filename", "data", "message"), [
+    ("batch.csv", b"x.0,x.1\n1,2\n",
+     "input 'x' has 2 columns ('x.0' to 'x.1'), the signature wants 8 (rows of shape [8])"),
+    ("batch.txt", b"1,2,3\n", "cannot tell the format of 'batch.txt' from its extension: name it .npy, .npz, .parquet, "
+                               ".csv or .jsonl, or declare one of npy, npz, parquet, csv, jsonl"),
+    ("batch.csv", b"", "the file has no rows"),
+    ("batch.csv", b"x\n1\n", "row 1: input 'x' has shape [], the signature wants [8]"),
+    ("batch.csv", b"y\n1\n", "missing column 'x' (or flattened columns 'x.0', 'x.1', ...)"),
+], ids=["missing-columns", "unknown-format", "empty", "wrong-shape", "wrong-name"])
 def test_a_file_that_does_not_fit_the_signature_is_refused_and_nothing_is_kept(
-        scorer: dict[str, Any], filename: str, data: bytes, status: int, message: str | None) -> None:
+        scorer: dict[str, Any], filename: str, data: bytes, message: str) -> None:
     response = submit(scorer, filename, data)
-    assert response.status_code == status, response.text
-    assert response.json()["detail"]
+    assert (response.status_code, response.json()) == (400, {"detail": message})
     assert not BatchJob.objects.exists()
+    assert not AuditEvent.objects.filter(object_type="serving.batchjob").exists()
     assert not jobs_folder().exists() or not any(jobs_folder().iterdir())
 
 
