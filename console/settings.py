@@ -222,6 +222,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "serving.tasks.remove_expired_job_files",
         "schedule": 3600.0,
     },
+    "run-due-job-schedules": {
+        "task": "serving.tasks.run_due_job_schedules",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
     "evaluate-rollouts": {
         "task": "serving.tasks.evaluate_rollouts",
         "schedule": PADDOCK_ROLLOUT_TICK_SECONDS,

@@ -54,3 +54,15 @@ def remove_expired_job_files() -> int:
     from serving.jobs import services
 
     return services.remove_expired_files()
+
+
+@shared_task(name="serving.tasks.run_due_job_schedules", ignore_result=True)
+@skipped_while_database_down
+def run_due_job_schedules() -> int:
+    """Submit a job for each enabled schedule whose cron time has come, once however many beats
+    ask (serving.jobs.schedules.run_due_schedules); how many were submitted."""
+    from django.utils import timezone
+
+    from serving.jobs import schedules
+
+    return schedules.run_due_schedules(now=timezone.now())

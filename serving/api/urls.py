@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from serving.api import jobs, streams, views
+from serving.api import jobs, schedules, streams, views
 
 urlpatterns = [
     path("deployments/<str:name>/", views.DeploymentView.as_view(), name="deployment_detail"),
@@ -16,6 +16,13 @@ urlpatterns = [
     path("models/<str:name>/jobs/<str:job_id>/", jobs.JobDetailView.as_view(), name="job_detail"),
     path("models/<str:name>/jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job_cancel"),
     path("models/<str:name>/jobs/<str:job_id>/output/", jobs.JobOutputView.as_view(), name="job_output"),
+    path("models/<str:name>/schedules/", schedules.JobScheduleListView.as_view(), name="schedule_list"),
+    path("models/<str:name>/schedules/<str:schedule>/", schedules.JobScheduleDetailView.as_view(),
+         name="schedule_detail"),
+    path("models/<str:name>/schedules/<str:schedule>/enable/", schedules.JobScheduleEnableView.as_view(),
+         name="schedule_enable"),
+    path("models/<str:name>/schedules/<str:schedule>/disable/", schedules.JobScheduleDisableView.as_view(),
+         name="schedule_disable"),
     path("models/<str:name>/streams/", streams.StreamBindingListView.as_view(), name="stream_list"),
     path("models/<str:name>/streams/<str:binding>/", streams.StreamBindingDetailView.as_view(),
          name="stream_detail"),

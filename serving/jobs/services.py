@@ -347,3 +347,28 @@ def describe(job: BatchJob) -> dict[str, Any]:
             "percent": round(100 * done / job.rows_total, 1) if job.rows_total else 100.0,
             "rows_per_second": round(rate, 1), "eta_seconds": round(eta, 1) if eta is not None else None,
             "seconds": round(seconds, 3)}
+
+
+def resubmit_job(*, actor: Actor, template: BatchJob, version: int | None,
+                 schedule: JobSchedule | None) -> BatchJob:
+    """Submit the template's kept `source.<fmt>` again through submit_job (the same checks, a new
+    job in its own folder) with its chunk size and formats, tied to `schedule`; 409 once retention
+    removed the file. Version: the number given, else what the deployment serves now."""
+    source = job_path(template, f"source.{template.input_format}")
+    if template.files_removed_at or not source.is_file():
+        raise Conflict(f"job {template.uid}'s input file was removed: a new job needs a job whose files remain")
+    made: Path | None = None
+    try:
+        with source.open("rb") as handle, transaction.atomic():
+            upload = UploadedFile(handle, name=template.input_name, size=source.stat().st_size)
+            job = submit_job(actor=actor, model=template.model, upload=upload, version=version,
+                             chunk_size=template.chunk_size, input_format=template.input_format,
+                             output_format=template.output_format)
+            made = job_path(job)
+            job.schedule = schedule
+            job.save(update_fields=["schedule"])
+    except BaseException:
+        if made is not None:  # submit_job removes what it refused; this failed after it
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+    return job

@@ -1,0 +1,108 @@
+"""The console's recurring jobs: the "Schedules" card of a model's jobs page (loaded by htmx),
+with its create form and the enable, disable and delete buttons, each answering with the card.
+Without htmx, a GET or a change lands back on the jobs page. Thin: serving.jobs.schedules does the work."""
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from console.access import can_change_team, get_visible_model, require_engineer
+from console.audit import Actor
+from console.errors import InvalidInput, NotFound, PaddockError
+from console.htmx import htmx_partial
+from registry.models import RegisteredModel
+from serving.jobs import schedules, services
+from serving.models import BatchJob, JobSchedule
+
+FRAGMENT = "serving/partials/_job_schedules.html"
+FORM_FIELDS = ("name", "cron", "template", "version")
+ACTIONS = ("enable", "disable", "delete")
+TEMPLATES_SHOWN = 50
+
+
+def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
+    try:
+        return get_visible_model(request.user, name)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def card_context(request: HttpRequest, model: RegisteredModel, **extra: Any) -> dict[str, Any]:
+    """What the card shows: each schedule with its next run, last runs and last refusal; the jobs
+    a schedule may repeat (their files remain) and the ready versions, for the form."""
+    rows = [{"schedule": s, "next_run_at": schedules.next_run_at(s), "runs": schedules.recent_runs(s),
+             "failure": schedules.last_failure(s)}
+            for s in JobSchedule.objects.select_related("version", "template").filter(model=model)]
+    templates = BatchJob.objects.select_related("version").filter(model=model, files_removed_at__isnull=True)
+    return {"model": model, "loaded": True, "rows": rows, "can_change": can_change_team(request.user, model.team_id),
+            "templates": templates[:TEMPLATES_SHOWN], "versions": model.versions.filter(status="ready").order_by(
+                "-number"), "form": {}, "error": "", "notice": "", **extra}
+
+
+def _answer(request: HttpRequest, model: RegisteredModel, context: dict[str, Any],
+            status: int = 200) -> HttpResponseBase:
+    """The card for htmx; without it, back to the jobs page (a refusal: the card, with its message)."""
+    if not htmx_partial(request) and status < 400:
+        return redirect("serving:job_list", name=model.name)
+    return render(request, FRAGMENT, context, status=status)
+
+
+def _version(raw: str) -> int | None:
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput("'version' must be a whole number") from None
+
+
+@login_required
+@vary_on_headers("HX-Request")
+@require_http_methods(["GET", "POST"])
+def job_schedules(request: HttpRequest, name: str) -> HttpResponseBase:
+    """The card (for htmx; else back to the jobs page); POST creates a schedule (engineers)."""
+    model = _model_or_404(request, name)
+    if request.method == "GET":
+        return _answer(request, model, card_context(request, model))
+    form = {field: request.POST.get(field, "").strip() for field in FORM_FIELDS}
+    try:
+        require_engineer(request.user, model)
+        template = services.find_job(model, form["template"])
+        if template is None:
+            raise InvalidInput("choose the job each run repeats")
+        schedule = schedules.create_schedule(actor=Actor.from_request(request), model=model, name=form["name"],
+                                             cron=form["cron"], template=template, version=_version(form["version"]))
+    except PaddockError as exc:
+        return _answer(request, model, card_context(request, model, form=form, error=exc.message), exc.http_status)
+    notice = f"Schedule '{schedule.name}' created: {schedule.cron} (UTC)."
+    return _answer(request, model, card_context(request, model, notice=notice), 201)
+
+
+@login_required
+@require_POST
+def job_schedule_action(request: HttpRequest, name: str, schedule: str, action: str) -> HttpResponseBase:
+    """Enable, disable or delete a schedule (engineers of the model's team); answers with the card."""
+    model = _model_or_404(request, name)
+    if action not in ACTIONS:
+        raise Http404(f"no action '{action}' for schedules")
+    try:
+        require_engineer(request.user, model)
+        found = schedules.find_schedule(model, schedule)
+        if found is None:
+            raise NotFound(f"model '{model.name}' has no schedule '{schedule}'")
+        actor = Actor.from_request(request)
+        if action == "enable":
+            schedules.enable_schedule(actor=actor, schedule=found)
+        elif action == "disable":
+            schedules.disable_schedule(actor=actor, schedule=found)
+        else:
+            schedules.delete_schedule(actor=actor, schedule=found)
+    except PaddockError as exc:
+        return _answer(request, model, card_context(request, model, error=exc.message), exc.http_status)
+    done = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[action]
+    return _answer(request, model, card_context(request, model, notice=f"Schedule '{schedule}' {done}."))
+
