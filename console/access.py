@@ -38,6 +38,16 @@ def get_visible_model(user: Any, name: str, token: ApiToken | None = None) -> "R
     return model
 
 
+def visible_model_or_404(request: Any, name: str) -> "RegisteredModel":
+    """A console page's model: get_visible_model for the signed-in person, or Django's 404."""
+    from django.http import Http404
+
+    try:
+        return get_visible_model(request.user, name)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
 def can_change_team(user: Any, team_id: int) -> bool:
     """Admins change every team's models; otherwise only the team's engineers do."""
     if user.is_superuser:

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from console.access import can_change_team, get_visible_model, visible_models
+from console.access import can_change_team, visible_model_or_404, visible_models
 from console.audit import Actor
 from console.errors import NotFound, PaddockError
 from console.htmx import htmx_partial
@@ -19,15 +19,8 @@ from registry import services
 from registry.api.views import parse_json_field, search_models
 from registry.choices import VersionStatus
 from registry.forms import AliasForm, ModelForm, UploadForm
-from registry.models import Alias, ModelVersion, RegisteredModel
+from registry.models import Alias, ModelVersion
 from serving.views import panel_context, rollout_form_context
-
-
-def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
-    try:
-        return get_visible_model(request.user, name)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
 
 
 @login_required
@@ -73,7 +66,7 @@ def model_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     versions = list(model.versions.select_related("created_by").prefetch_related("aliases"))
     context = panel_context(request, model)  # the traffic panel's, `model` and `can_change` among them
     context.update(
@@ -89,7 +82,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def version_upload(request: HttpRequest, name: str) -> HttpResponse:
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     if not can_change_team(request.user, model.team_id):
         return render(request, "registry/forbidden.html", {"model": model}, status=403)
     form = UploadForm(request.POST or None, request.FILES or None)
@@ -123,7 +116,7 @@ def version_upload(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 def version_status(request: HttpRequest, name: str, number: int) -> HttpResponse:
     """The version's status fragment; keeps polling itself until validation has finished."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     version = ModelVersion.objects.filter(model=model, number=number).first()
     if version is None:
         raise Http404(f"model '{name}' has no version {number}")
@@ -135,7 +128,7 @@ def version_status(request: HttpRequest, name: str, number: int) -> HttpResponse
 @login_required
 @require_POST
 def alias_set(request: HttpRequest, name: str) -> HttpResponseBase:
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     form = AliasForm(request.POST)
     if not can_change_team(request.user, model.team_id):
         messages.error(request, f"The engineer role in team '{model.team.name}' is required.")

@@ -148,27 +148,18 @@ class JobScheduleDetailView(APIView):
         return Response(status=204)
 
 
-class JobScheduleEnableView(APIView):
-    """Enable a schedule (engineers of the model's team); 409 when already enabled."""
+class JobScheduleActionView(APIView):
+    """enable or disable a schedule (engineers of the model's team); 409 when it is already so."""
 
     @extend_schema(request=None, responses={200: JobScheduleSerializer, 409: OpenApiTypes.OBJECT},
-                   operation_id="v1_schedules_enable")
-    def post(self, request: Request, name: str, schedule: str) -> Response:
-        """It runs again from the next time its cron fires; the runs missed meanwhile are not made up."""
+                   operation_id="v1_schedules_action")
+    def post(self, request: Request, name: str, schedule: str, action: str) -> Response:
+        """enable: it runs again from the next time its cron fires (runs missed meanwhile are not
+        made up); disable: no more runs until enabled (a job already submitted goes on)."""
+        verb = {"enable": schedules.enable_schedule, "disable": schedules.disable_schedule}.get(action)
+        if verb is None:
+            raise NotFound(f"no action '{action}' for schedules: enable or disable")
         model = _model(request, name)
         require_engineer(request.user, model)
-        schedules.enable_schedule(actor=Actor.from_request(request), schedule=_schedule(model, schedule))
-        return Response(_shown(model, schedule))
-
-
-class JobScheduleDisableView(APIView):
-    """Disable a schedule (engineers of the model's team); 409 when already disabled."""
-
-    @extend_schema(request=None, responses={200: JobScheduleSerializer, 409: OpenApiTypes.OBJECT},
-                   operation_id="v1_schedules_disable")
-    def post(self, request: Request, name: str, schedule: str) -> Response:
-        """No more runs until it is enabled; a job already submitted goes on."""
-        model = _model(request, name)
-        require_engineer(request.user, model)
-        schedules.disable_schedule(actor=Actor.from_request(request), schedule=_schedule(model, schedule))
+        verb(actor=Actor.from_request(request), schedule=_schedule(model, schedule))
         return Response(_shown(model, schedule))

@@ -134,27 +134,18 @@ class StreamBindingDetailView(APIView):
         return Response(status=204)
 
 
-class StreamBindingPauseView(APIView):
-    """Pause a binding (engineers of the model's team); 409 when already paused."""
+class StreamBindingActionView(APIView):
+    """pause or resume a binding (engineers of the model's team); 409 when it is already so."""
 
     @extend_schema(request=None, responses={200: StreamBindingSerializer, 409: OpenApiTypes.OBJECT},
-                   operation_id="v1_streams_pause")
-    def post(self, request: Request, name: str, binding: str) -> Response:
-        """The workers stop reading its source within a second."""
+                   operation_id="v1_streams_action")
+    def post(self, request: Request, name: str, binding: str, action: str) -> Response:
+        """pause: the workers stop reading its source within a second; resume: they read it again
+        from where its consumer group stopped."""
+        verb = {"pause": services.pause_binding, "resume": services.resume_binding}.get(action)
+        if verb is None:
+            raise NotFound(f"no action '{action}' for stream bindings: pause or resume")
         model = _model(request, name)
         require_engineer(request.user, model)
-        paused = services.pause_binding(actor=Actor.from_request(request), binding=_binding(model, binding))
-        return Response(_shown(_binding(model, paused.name)))
-
-
-class StreamBindingResumeView(APIView):
-    """Resume a paused binding (engineers of the model's team); 409 when already active."""
-
-    @extend_schema(request=None, responses={200: StreamBindingSerializer, 409: OpenApiTypes.OBJECT},
-                   operation_id="v1_streams_resume")
-    def post(self, request: Request, name: str, binding: str) -> Response:
-        """The workers read its source again from where its consumer group stopped."""
-        model = _model(request, name)
-        require_engineer(request.user, model)
-        resumed = services.resume_binding(actor=Actor.from_request(request), binding=_binding(model, binding))
-        return Response(_shown(_binding(model, resumed.name)))
+        changed = verb(actor=Actor.from_request(request), binding=_binding(model, binding))
+        return Response(_shown(_binding(model, changed.name)))

@@ -1,4 +1,5 @@
-"""Routes of the serving API, under /api/v1/: deployments, workers, rollouts and metrics."""
+"""Routes of the serving API, under /api/v1/: deployments, workers, rollouts, metrics, batch jobs and
+their schedules, stream bindings."""
 
 from django.urls import path
 
@@ -19,16 +20,12 @@ urlpatterns = [
     path("models/<str:name>/schedules/", schedules.JobScheduleListView.as_view(), name="schedule_list"),
     path("models/<str:name>/schedules/<str:schedule>/", schedules.JobScheduleDetailView.as_view(),
          name="schedule_detail"),
-    path("models/<str:name>/schedules/<str:schedule>/enable/", schedules.JobScheduleEnableView.as_view(),
-         name="schedule_enable"),
-    path("models/<str:name>/schedules/<str:schedule>/disable/", schedules.JobScheduleDisableView.as_view(),
-         name="schedule_disable"),
+    path("models/<str:name>/schedules/<str:schedule>/<str:action>/", schedules.JobScheduleActionView.as_view(),
+         name="schedule_action"),
     path("models/<str:name>/streams/", streams.StreamBindingListView.as_view(), name="stream_list"),
     path("models/<str:name>/streams/<str:binding>/", streams.StreamBindingDetailView.as_view(),
          name="stream_detail"),
-    path("models/<str:name>/streams/<str:binding>/pause/", streams.StreamBindingPauseView.as_view(),
-         name="stream_pause"),
-    path("models/<str:name>/streams/<str:binding>/resume/", streams.StreamBindingResumeView.as_view(),
-         name="stream_resume"),
+    path("models/<str:name>/streams/<str:binding>/<str:action>/", streams.StreamBindingActionView.as_view(),
+         name="stream_action"),
     path("models/<str:name>/metrics/history/", views.MetricHistoryView.as_view(), name="metric_history"),
 ]

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from console.access import can_change_team, get_visible_model, require_engineer
+from console.access import can_change_team, require_engineer, visible_model_or_404
 from console.audit import Actor
 from console.errors import InvalidInput, NotFound, PaddockError
 from console.htmx import htmx_partial
@@ -22,13 +22,6 @@ FRAGMENT = "serving/partials/_job_schedules.html"
 FORM_FIELDS = ("name", "cron", "template", "version")
 ACTIONS = ("enable", "disable", "delete")
 TEMPLATES_SHOWN = 50
-
-
-def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
-    try:
-        return get_visible_model(request.user, name)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
 
 
 def card_context(request: HttpRequest, model: RegisteredModel, **extra: Any) -> dict[str, Any]:
@@ -65,7 +58,7 @@ def _version(raw: str) -> int | None:
 @require_http_methods(["GET", "POST"])
 def job_schedules(request: HttpRequest, name: str) -> HttpResponseBase:
     """The card (for htmx; else back to the jobs page); POST creates a schedule (engineers)."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     if request.method == "GET":
         return _answer(request, model, card_context(request, model))
     form = {field: request.POST.get(field, "").strip() for field in FORM_FIELDS}
@@ -86,7 +79,7 @@ def job_schedules(request: HttpRequest, name: str) -> HttpResponseBase:
 @require_POST
 def job_schedule_action(request: HttpRequest, name: str, schedule: str, action: str) -> HttpResponseBase:
     """Enable, disable or delete a schedule (engineers of the model's team); answers with the card."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     if action not in ACTIONS:
         raise Http404(f"no action '{action}' for schedules")
     try:

@@ -10,22 +10,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from console.access import can_change_team, get_visible_model
+from console.access import can_change_team, visible_model_or_404
 from console.audit import Actor
-from console.errors import NotFound, PaddockError
+from console.errors import PaddockError
 from console.htmx import htmx_partial
 from registry.models import RegisteredModel
 from serving.api.jobs import JobSerializer
 from serving.jobs import services
 from serving.jobs.files import FORMATS
 from serving.models import BatchJob, JobState
-
-
-def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
-    try:
-        return get_visible_model(request.user, name)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
 
 
 def _job_or_404(model: RegisteredModel, job_id: str) -> BatchJob:
@@ -49,7 +42,7 @@ def _int_or_none(raw: str | None, field: str) -> int | None:
 @require_http_methods(["GET", "POST"])
 def job_list(request: HttpRequest, name: str) -> HttpResponse:
     """The model's jobs and, for its team's engineers, the submit form; POST submits."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     can_change = can_change_team(request.user, model.team_id)
     context: dict[str, Any] = {"model": model, "can_change": can_change, "formats": FORMATS,
                                "versions": model.versions.filter(status="ready").order_by("-number")}
@@ -85,7 +78,7 @@ def _progress_context(request: HttpRequest, job: BatchJob) -> dict[str, Any]:
 @vary_on_headers("HX-Request")
 def job_detail(request: HttpRequest, name: str, job_id: str) -> HttpResponse:
     """One job; its progress fragment (polled every second while the job is live) for htmx."""
-    job = _job_or_404(_model_or_404(request, name), job_id)
+    job = _job_or_404(visible_model_or_404(request, name), job_id)
     context = _progress_context(request, job)
     if htmx_partial(request):
         return render(request, "serving/partials/_job_progress.html", context)
@@ -96,7 +89,7 @@ def job_detail(request: HttpRequest, name: str, job_id: str) -> HttpResponse:
 @require_POST
 def job_cancel(request: HttpRequest, name: str, job_id: str) -> HttpResponseBase:
     """Cancel a live job (engineers of the model's team); answers with its progress fragment."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     job = _job_or_404(model, job_id)
     if not can_change_team(request.user, model.team_id):
         return render(request, "serving/partials/_job_outcome.html",
@@ -115,7 +108,7 @@ def job_cancel(request: HttpRequest, name: str, job_id: str) -> HttpResponseBase
 @login_required
 def job_output(request: HttpRequest, name: str, job_id: str) -> FileResponse:
     """The output file, streamed, with its sha256."""
-    job = _job_or_404(_model_or_404(request, name), job_id)
+    job = _job_or_404(visible_model_or_404(request, name), job_id)
     path = services.output_path(job)
     if job.state != JobState.SUCCEEDED or job.files_removed_at or not path.exists():
         raise Http404(f"job {job.uid} has no output to download")

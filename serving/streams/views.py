@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from console.access import can_change_team, get_visible_model, require_engineer
+from console.access import can_change_team, require_engineer, visible_model_or_404
 from console.audit import Actor
 from console.errors import InvalidInput, NotFound, PaddockError
 from console.htmx import htmx_partial
@@ -22,13 +22,6 @@ from serving.streams import services
 FRAGMENT = "serving/partials/_stream_bindings.html"
 FORM_FIELDS = ("name", "source", "sink", "dead_letter", "start", "output_format", "batch_size")
 ACTIONS = ("pause", "resume", "delete")
-
-
-def _model_or_404(request: HttpRequest, name: str) -> RegisteredModel:
-    try:
-        return get_visible_model(request.user, name)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
 
 
 def card_context(request: HttpRequest, model: RegisteredModel, **extra: Any) -> dict[str, Any]:
@@ -62,7 +55,7 @@ def _batch_size(raw: str) -> int:
 @require_http_methods(["GET", "POST"])
 def stream_bindings(request: HttpRequest, name: str) -> HttpResponseBase:
     """The model's bindings (the card for htmx, else the page); POST creates one (engineers)."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     if request.method == "GET":
         return _answer(request, card_context(request, model))
     form = {field: request.POST.get(field, "").strip() for field in FORM_FIELDS}
@@ -84,7 +77,7 @@ def stream_bindings(request: HttpRequest, name: str) -> HttpResponseBase:
 @require_POST
 def stream_binding_action(request: HttpRequest, name: str, binding: str, action: str) -> HttpResponseBase:
     """Pause, resume or delete a binding (engineers of the model's team); answers with the card."""
-    model = _model_or_404(request, name)
+    model = visible_model_or_404(request, name)
     if action not in ACTIONS:
         raise Http404(f"no action '{action}' for stream bindings")
     try:
