@@ -5,8 +5,8 @@ A chunk:
    a thread while it runs, tells beat that its worker is alive;
 2. reads its rows from the job's arrays (memory-mapped), and runs them in large batches
    (PADDOCK_JOB_RUN_ROWS rows and PADDOCK_JOB_RUN_BYTES at most per inference) on the runtime
-   the worker already holds for the version (else one loaded for jobs); between inferences it
-   reports progress, checks the cancel flag, and, while the worker serves online requests, rests
+   the worker already holds for the version (else one loaded for jobs); every REPORT_SECONDS it
+   reports progress and checks the cancel flag, and, while the worker serves online requests, rests
    (PADDOCK_JOB_ONLINE_YIELD times its last inference) so that they come first;
 3. writes its outputs to chunks/<index>.npz through a temporary file and a rename, so that the
    file is whole or absent: a chunk run again after its worker died writes the same file, and a
@@ -36,6 +36,7 @@ from workers.shelf import Shelf, online_busy
 logger = logging.getLogger(__name__)
 
 ONLINE_RECENT_SECONDS = 0.05  # a batch served this recently means online traffic is flowing
+REPORT_SECONDS = 0.1  # a running chunk reports its rows and reads the cancel flag this often
 _shelf = Shelf(size=1)
 
 
@@ -88,10 +89,8 @@ def compute_chunk(job: BatchJob, chunk: JobChunk, runtime: Runtime) -> tuple[dic
               for i, t in enumerate(version.inputs)}
     step = 1 if any(t["shape"] and t["shape"][0] == 1 for t in version.inputs) else rows_per_run(arrays)
     parts: dict[str, list[np.ndarray]] = {t["name"]: [] for t in version.outputs}
-    computing = 0.0
+    computing, told, unreported = 0.0, time.monotonic(), 0
     for start in range(0, chunk.rows, step):
-        if progress.cancelled(job.pk):
-            raise Cancelled()
         feed = {name: np.ascontiguousarray(a[start:start + step]) for name, a in arrays.items()}
         feed = {name: a.astype(object) if a.dtype.kind == "S" else a for name, a in feed.items()}  # BYTES
         began = time.perf_counter()
@@ -100,10 +99,15 @@ def compute_chunk(job: BatchJob, chunk: JobChunk, runtime: Runtime) -> tuple[dic
         computing += took
         for name in parts:
             parts[name].append(outputs[name])
-        progress.report(job.pk, chunk.index, min(chunk.rows, start + step))
-        progress.processed(job.model.name, len(next(iter(feed.values()))))
+        unreported += min(step, chunk.rows - start)
+        if time.monotonic() - told >= REPORT_SECONDS:  # one Redis round trip now and then, not per run
+            if progress.tick(job.pk, job.model.name, chunk.index, min(chunk.rows, start + step), unreported):
+                raise Cancelled()
+            told, unreported = time.monotonic(), 0
         if settings.PADDOCK_JOB_ONLINE_YIELD and online_busy(ONLINE_RECENT_SECONDS):
             time.sleep(took * settings.PADDOCK_JOB_ONLINE_YIELD)  # online requests first
+    if unreported:
+        progress.processed(job.model.name, unreported)
     return {name: np.concatenate(pieces) for name, pieces in parts.items()}, computing
 
 

@@ -38,6 +38,17 @@ def report(job_id: int, index: int, rows: int) -> None:
     pipe.execute()
 
 
+def tick(job_id: int, model: str, index: int, rows: int, ran: int) -> bool:
+    """A running chunk's news in one round trip: chunk `index` has `rows` rows done, `ran` more rows
+    were run for the model; whether the job was cancelled meanwhile."""
+    pipe = client().pipeline(transaction=False)
+    pipe.hset(_key(job_id, "rows"), str(index), rows)
+    pipe.expire(_key(job_id, "rows"), KEEP_SECONDS)
+    pipe.hincrby(_processed_key(), model, ran)
+    pipe.exists(_key(job_id, "cancel"))
+    return bool(pipe.execute()[-1])
+
+
 def rows_done(job_id: int) -> int | None:
     """Rows done over every chunk, as the chunks last reported; None when Redis cannot say."""
     try:
@@ -49,11 +60,6 @@ def rows_done(job_id: int) -> int | None:
 def cancel(job_id: int) -> None:
     """Tell the job's running chunks to stop after their current inference."""
     client().set(_key(job_id, "cancel"), 1, ex=KEEP_SECONDS)
-
-
-def cancelled(job_id: int) -> bool:
-    """Whether the job was cancelled (checked by a running chunk between inferences)."""
-    return bool(client().exists(_key(job_id, "cancel")))
 
 
 def forget(job_id: int) -> None:

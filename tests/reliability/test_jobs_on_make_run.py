@@ -43,7 +43,7 @@ def download(stack: Stack, path: str) -> bytes:
 
 
 def test_a_job_whose_worker_is_killed_mid_run_ends_with_every_row_once_in_order(tmp_path: Path) -> None:
-    artifact = built.slow_onnx(width=256, layers=8)  # ~1 MFLOP a row: the job lasts long enough to be cut
+    artifact = built.slow_onnx(width=256, layers=32)  # ~4 MFLOP a row: each chunk runs long enough to be cut
     with runstack(tmp_path, "manage", "read") as stack:
         stack.upload("slow", artifact)
         x = np.random.default_rng(5).standard_normal((24_000, 256)).astype(np.float32)
@@ -51,8 +51,8 @@ def test_a_job_whose_worker_is_killed_mid_run_ends_with_every_row_once_in_order(
         path = f"/api/v1/models/slow/jobs/{job['id']}/"
 
         def midway() -> dict[str, Any] | None:
-            """Past a fifth of the rows, and inside a chunk (it reports after each inference of
-            up to 1024 rows): the kill lands while a chunk runs, not between two."""
+            """Past a fifth of the rows, and inside a chunk (a running chunk reports its rows every
+            0.1 s, in inferences of up to 1024): the kill lands while a chunk runs, not between two."""
             now = stack.api("GET", path)
             done = now["progress"]["rows_done"]
             inside = 0 < done % CHUNK <= CHUNK - 1024 and now["progress"]["chunks"]["running"] == 1
