@@ -17,6 +17,7 @@ import numpy as np
 
 from bench import ROOT, peers
 from bench.load import Target, binary_body, json_body, run_load
+from bench.offline import measure_offline
 from bench.raw import TUNED_BATCH, batch_size_for, instances_for, raw_limit, raw_split
 from bench.servers import Paddock, Stack, cpu_seconds, post_succeeds, server_version, start_naive, start_peer
 
@@ -165,6 +166,11 @@ def _measure_model(name: str, artifact: Path, row: dict[str, np.ndarray], *, arg
     stack.stop("naive")
     for peer in live:
         stack.stop(peer)
+    if args.offline:  # batch jobs, online beside a job, stream scoring, on the same Paddock
+        measure_offline(name, artifact, row, args=args, report=report, paddock=paddock,
+                        raw_point=functools.partial(_raw_point, [], artifact, row, args, near_best),
+                        rest_binary=targets["rest_binary"],
+                        drain=functools.partial(_drain, "rest_binary", *drains["rest_binary"], naive_body))
 
 
 def _deploy(name: str, artifact: Path, row: dict[str, np.ndarray], *, args: argparse.Namespace,

@@ -9,6 +9,7 @@ from typing import Any
 
 from bench import ROOT
 from bench.cells import PATHS
+from bench.offline_report import draw_offline, offline_table
 
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -123,8 +124,9 @@ def table(report: dict[str, Any]) -> str:
                        f"{model} {s['instances']} × b={s['batch']}: {s['rows_per_s']:,.0f} rows/s "
                        f"({s['rows_per_s'] / max(report['raw'][model].values()):.2f} × its best batch)"
                        for model, s in split.items()))
+    offline = offline_table(report)
     return f"Raw onnxruntime in process, rows/s ({how}):\n\n" + "\n".join(raw) + \
-        "\n\nServers, one-row requests:\n\n" + "\n".join(lines)
+        "\n\nServers, one-row requests:\n\n" + "\n".join(lines) + (f"\n\n{offline}" if offline else "")
 
 
 def _measured_peers(report: dict[str, Any]) -> list[str]:
@@ -147,7 +149,10 @@ def chart(report: dict[str, Any], target: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = report["config"]["models"]
-    figure, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
+    offline = bool(report.get("offline_summary"))  # a third row of panels: the offline ratios
+    figure, axes = plt.subplots(2 + offline, len(models), figsize=(max(5 * len(models), 5 + 3 * offline),
+                                                                    7 + 3 * offline),
+                                squeeze=False)
     peer_names = _measured_peers(report)
     # One colour per path in every panel (the legend is drawn on the first panel only).
     paths = [*PATHS, *peer_names]
@@ -175,6 +180,8 @@ def chart(report: dict[str, Any], target: Path) -> None:
             axis.set_xscale("log", base=2)
             axis.set_xlabel("concurrent clients")
             axis.grid(alpha=0.3)
+        if offline:
+            draw_offline(axes[2][column], report, model)
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(target, dpi=110)

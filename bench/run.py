@@ -10,13 +10,17 @@ For each model, one after the other:
 4. with --peers, Seldon MLServer and PyTriton (bench/peers/), each from a virtualenv of its own
    that the bench installs under bench/ on first use, with the same settings and the same bodies;
 cells interleaved in rounds, at 1, 16 and 64 closed-loop clients, load from a separate process
-(wrk with a Lua body for REST, bench/ws_load.py for websockets). Reports req/s, p50/p95/p99,
-errors, each side's CPU and the executed batch sizes (Paddock's, Triton's); writes
-bench/results/<stamp>.json and .png; a full run also refreshes docs/benchmarks.md.
+(wrk with a Lua body for REST, bench/ws_load.py for websockets);
+5. after each model's cells, its offline rows on the same Paddock: a batch job, REST beside a long
+   job, a pre-filled stream (bench/offline.py).
+Reports req/s, p50/p95/p99, errors, each side's CPU and the executed batch sizes (Paddock's,
+Triton's), and the offline rows' ratios to their targets; writes bench/results/<stamp>.json and
+.png; a full run also refreshes docs/benchmarks.md.
 
 This module is the command line; the parts: raw.py (step 1, and the deployment settings read from
 it), servers.py (the processes of steps 2-4), load.py (wrk and ws_load runs), cells.py (the rounds
-of cells) and report.py (summary, table, chart, docs)."""
+of cells), offline.py with jobs_api.py (step 5; BENCH_PROFILE_WORKER=<folder> runs the worker
+under cProfile, profiled_worker.py), report.py and offline_report.py (summary, table, chart, docs)."""
 
 import argparse
 import json
@@ -25,8 +29,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ROOT, peers
+from bench import ROOT, offline, peers
 from bench.cells import PATHS, measure
+from bench.offline_report import summarize_offline
 from bench.report import chart, summarize, table, update_doc
 
 RESULTS = ROOT / "bench" / "results"
@@ -51,11 +56,24 @@ def main() -> None:
                         "see batch_size_for)")
     parser.add_argument("--instances", default="", help="override the deployments' instances, e.g. M2=1 "
                         "(by default one per intra-op thread where one row takes 1 ms or more, see instances_for)")
+    parser.add_argument("--offline", default=",".join(offline.KINDS), help="the offline rows to measure "
+                        "(bench/offline.py), a subset of " + ",".join(offline.KINDS) + "; '' for none")
+    parser.add_argument("--job-rows", default="", help="rows of each model's batch job, e.g. M1=200000,M2=5000 "
+                        "(the default; --quick: M1=100000)")
+    parser.add_argument("--job-chunk", default="", help="the jobs' chunk_size, e.g. M1=20000,M2=1000 (the default)")
+    parser.add_argument("--shared-clients", default=",".join(map(str, offline.SHARED_CLIENTS)),
+                        help="REST binary clients beside a job")
+    parser.add_argument("--stream-events", type=int, default=None,
+                        help=f"events in the pre-filled stream (default {offline.STREAM_EVENTS}; "
+                        f"--quick: {offline.QUICK_STREAM_EVENTS})")
+    parser.add_argument("--stream-batches", default=",".join(map(str, offline.STREAM_BATCHES)),
+                        help="the bindings' batch_size, one binding each")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path")
     parser.add_argument("--replot", type=Path, default=None, help="redraw the chart (and docs) of a results JSON")
     args = parser.parse_args()
     if args.replot:
         report = json.loads(args.replot.read_text())
+        report["offline_summary"] = summarize_offline(report)
         chart(report, args.replot.with_suffix(".png"))
         if not report["config"]["quick"]:
             update_doc(report, args.replot.with_suffix(".png"))
@@ -65,16 +83,18 @@ def main() -> None:
         args.models, args.rounds, args.seconds, args.raw_seconds = "M1", 1, 2.0, 0.5
     args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]
     args.clients = [int(c) for c in args.clients.split(",")]
-    try:
-        args.max_batch_size = {model.strip().upper(): int(size) for model, size in
-                               (item.split("=") for item in args.max_batch_size.split(",") if item.strip())}
-    except ValueError:
-        parser.error(f"--max-batch-size takes MODEL=SIZE pairs, not {args.max_batch_size!r}")
-    try:
-        args.instances = {model.strip().upper(): int(count) for model, count in
-                          (item.split("=") for item in args.instances.split(",") if item.strip())}
-    except ValueError:
-        parser.error(f"--instances takes MODEL=COUNT pairs, not {args.instances!r}")
+    for flag in ("max_batch_size", "instances", "job_rows", "job_chunk"):
+        try:
+            setattr(args, flag, {model.strip().upper(): int(number) for model, number in
+                                 (item.split("=") for item in getattr(args, flag).split(",") if item.strip())})
+        except ValueError:
+            parser.error(f"--{flag.replace('_', '-')} takes MODEL=NUMBER pairs, not {getattr(args, flag)!r}")
+    args.job_rows = args.job_rows or (offline.QUICK_JOB_ROWS if args.quick else offline.JOB_ROWS)
+    if args.stream_events is None:
+        args.stream_events = offline.QUICK_STREAM_EVENTS if args.quick else offline.STREAM_EVENTS
+    args.offline = [kind for kind in offline.KINDS if kind in args.offline.split(",")]
+    args.shared_clients = [int(c) for c in args.shared_clients.split(",") if c.strip()]
+    args.stream_batches = [int(b) for b in args.stream_batches.split(",") if b.strip()]
     args.paths = [p for p in PATHS if p in args.paths.split(",")]
     args.peers = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
     unknown = set(args.peers) - set(peers.NAMES)
@@ -84,6 +104,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     report = measure(args)
     report["summary"] = summarize(report)
+    report["offline_summary"] = summarize_offline(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or RESULTS / f"{stamp}.json"

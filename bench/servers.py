@@ -134,8 +134,11 @@ class Paddock:
             "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0",
             "SECURE_HSTS_SECONDS": "0", "PADDOCK_VAR_DIR": str(stack.workdir / "var"),
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "PADDOCK_CELERY_QUEUE": "bench",
-            "PADDOCK_REDIS_PREFIX": "bench", "PADDOCK_INTRA_OP_THREADS": str(args.intra_op_threads),
+            # Paddock's own keys under make run's prefix: a prefix equal to the team's name
+            # ("bench") would refuse every stream key (bench/offline.py binds "bench:…" streams).
+            "PADDOCK_REDIS_PREFIX": "paddock", "PADDOCK_INTRA_OP_THREADS": str(args.intra_op_threads),
             "PADDOCK_ADMIN_PASSWORD": secrets.token_urlsafe(16), "PADDOCK_MAX_UPLOAD_BYTES": str(1 << 30),
+            "PADDOCK_MAX_JOB_INPUT_BYTES": str(1 << 30),  # the long job beside online cells (bench/offline.py)
             "DJANGO_SETTINGS_MODULE": "console.settings", "LOG_LEVEL": "WARNING",
         }
         self.env.pop("DATABASE_URL", None)
@@ -166,7 +169,9 @@ class Paddock:
         self.manage("shell", "-c", "from console.audit import Actor; from console.services import ensure_team; "
                     "ensure_team(actor=Actor.system('bench'), name='bench')")
         self.token = self.manage("create_token", "admin", "--scope", "admin", "--name", "bench")
-        self.stack.start("worker", [sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo",
+        # BENCH_PROFILE_WORKER=<folder>: the same worker under cProfile (bench/profiled_worker.py)
+        celery = ["bench.profiled_worker"] if os.environ.get("BENCH_PROFILE_WORKER") else ["celery"]
+        self.stack.start("worker", [sys.executable, "-m", *celery, "-A", "console", "worker", "-P", "solo",
                                     "-l", "WARNING", "-n", "bench@%h"], self.env)
         self.stack.start("web", [sys.executable, "-m", "serving.v2.server", "--host", "127.0.0.1",
                                  "--port", str(self.port), "--workers", str(self.args.web_processes),

@@ -3,6 +3,7 @@ touch several rows go through the services, and audit events are read-only."""
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -92,8 +93,24 @@ class MembershipInline(admin.TabularInline):
     extra = 1
 
 
+class TeamForm(forms.ModelForm):
+    """The admin's team form: a name Paddock's own Redis keys start with is refused, as by the service."""
+
+    class Meta:
+        model = Team
+        fields = ["name", "description"]
+
+    def clean_name(self) -> str:
+        """Refuse the reserved names (console.services.reserved_team_names)."""
+        name: str = self.cleaned_data["name"]
+        if name in services.reserved_team_names():
+            raise forms.ValidationError(f"'{name}' is reserved: Paddock's own Redis keys start with '{name}:'")
+        return name
+
+
 @admin.register(Team)
 class TeamAdmin(AuditedAdmin):
+    form = TeamForm
     list_display = ["name", "description"]
     inlines = [MembershipInline]
 

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import SET_NULL, ForeignObjectRel, Model
@@ -90,7 +91,18 @@ def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
     return token
 
 
+def reserved_team_names() -> set[str]:
+    """Names a team may not take: a team's stream keys on Paddock's Redis start with `<team>:`
+    (serving.streams.services), and these prefixes are Paddock's own keys (its data plane's and
+    Channels' layer)."""
+    return {settings.PADDOCK_REDIS_PREFIX, "asgi"}
+
+
 def create_team(*, actor: Actor, name: str, description: str = "") -> Team:
+    """A new team, audited; a name Paddock's own Redis keys start with is refused."""
+    if name in reserved_team_names():
+        raise InvalidInput(f"'{name}' is reserved: Paddock's own Redis keys start with '{name}:', and a team's "
+                           "stream keys start with its name; choose another team name")
     with transaction.atomic():
         team = Team.objects.create(name=name, description=description)
         record_event(actor=actor, action="team.create", obj=team, after=_team_snapshot(team))

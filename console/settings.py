@@ -350,8 +350,10 @@ PADDOCK_JOB_CHUNK_ATTEMPTS = env_int("PADDOCK_JOB_CHUNK_ATTEMPTS", 3, minimum=1)
 PADDOCK_JOB_RUN_ROWS = env_int("PADDOCK_JOB_RUN_ROWS", 1024, minimum=1)
 PADDOCK_JOB_RUN_BYTES = env_int("PADDOCK_JOB_RUN_BYTES", 8 * 1024 * 1024, minimum=1024)
 # While the worker serves online requests, a chunk rests this many times its last run's length
-# after each run: online traffic comes first.
-PADDOCK_JOB_ONLINE_YIELD = env_float("PADDOCK_JOB_ONLINE_YIELD", 1.0, minimum=0.0)
+# after each run: online traffic comes first. 3: a chunk takes at most a quarter of the worker's
+# time then (1.0 let M1's REST p99 at 64 clients reach 2.3x idle beside a job on 2 CPUs; 3 kept
+# it at 1.2x: docs/benchmarks.md).
+PADDOCK_JOB_ONLINE_YIELD = env_float("PADDOCK_JOB_ONLINE_YIELD", 3.0, minimum=0.0)
 # An ended job's files (input, output) are removed this long after it ended; the row stays.
 PADDOCK_JOB_RETENTION_DAYS = env_int("PADDOCK_JOB_RETENTION_DAYS", 7, minimum=1)
 # Stream bindings (docs/streams.md) read Paddock's own Redis (keys under '<team>:') unless an

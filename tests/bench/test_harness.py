@@ -13,7 +13,9 @@ EXPECTED_PATHS = {"naive", "rest_json", "rest_binary", "websocket", "shadow"}
 
 def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output)], cwd=ROOT,
+    # the offline rows at tiny sizes: a 20k-row job in 4 chunks, a stream of 4k events
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output), "--job-rows",
+                          "M1=20000", "--job-chunk", "M1=5000", "--stream-events", "4000"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -37,6 +39,15 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
     assert all(r["p50_vs_rest_binary"] > 0 for r in shadow)  # M1 with a 100% shadow, beside the plain row
     assert output.with_suffix(".png").stat().st_size > 10_000
     assert "| M1 | rest_binary | 64 |" in run.stdout
+    # the offline rows: a batch job, REST binary beside a job at 16 and 64 clients, a stream per batch size
+    offline = report["offline"]["M1"]
+    assert {(r["kind"], r.get("clients") or r.get("batch_size")) for r in report["offline_summary"]} == {
+        ("batch", None), ("shared", 16), ("shared", 64), ("stream", 256), ("stream", 1024)}
+    assert all(r["ratio"] > 0 and r["met"] in (True, False) for r in report["offline_summary"])
+    assert all(r["rows_per_s"] > 0 and r["e2e_rows_per_s"] > 0 and r["phases_s"] for r in offline["batch"]["runs"])
+    assert all(c["job_rows_per_s"] > 0 and c["during"]["errors"] == 0 for c in offline["shared"])
+    assert all(s["events_per_s"] > 0 and s["dead"] == 0 and s["lag_at_end"] == 0 for s in offline["stream"])
+    assert "| M1 | batch job |" in run.stdout and "| M1 | stream |" in run.stdout
 
 
 def test_max_batch_size_is_the_largest_within_10_percent_up_to_16_unless_a_bigger_batch_is_clearly_best() -> None:

@@ -10,6 +10,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from console import services
+from console.audit import Actor
+from console.errors import InvalidInput
 from console.models import AuditEvent, Membership, Team
 from tests.conftest import PASSWORD
 
@@ -33,6 +35,25 @@ def test_creating_a_team_in_the_admin_writes_an_event(admin_browser: Client) -> 
     event = AuditEvent.objects.get(action="team.create")
     assert event.actor_username == "admin" and event.object_id == str(team.pk)
     assert event.after is not None and event.after["name"] == "vision"
+
+
+@pytest.mark.parametrize("name", ["asgi", "paddock-prefix"])
+def test_a_team_named_like_paddocks_own_redis_keys_is_refused(admin_browser: Client, name: str,
+                                                              settings: Any) -> None:
+    """A team's stream keys start with its name and a colon: these names are Paddock's own keys'
+    prefixes (the data plane's, Channels'), in the admin and through the service alike."""
+    settings.PADDOCK_REDIS_PREFIX = "paddock-prefix"
+    response = admin_browser.post("/admin/console/team/add/", {
+        "name": name, "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+    assert response.status_code == 200
+    assert f"&#x27;{name}&#x27; is reserved: Paddock&#x27;s own Redis keys start with &#x27;{name}:&#x27;" in \
+        response.content.decode()
+    with pytest.raises(InvalidInput) as refused:
+        services.create_team(actor=Actor.system("tests"), name=name)
+    assert refused.value.message == (f"'{name}' is reserved: Paddock's own Redis keys start with '{name}:', and a "
+                                     "team's stream keys start with its name; choose another team name")
+    assert not Team.objects.filter(name=name).exists()
+    assert not AuditEvent.objects.filter(action="team.create").exists()
 
 
 def test_changing_a_user_in_the_admin_records_before_and_after_without_the_password(
