@@ -191,7 +191,7 @@ def test_a_chunk_that_keeps_failing_fails_the_job_naming_the_chunk_and_rows(scor
 
 
 def test_a_cancelled_job_stops_and_says_so(scorer: dict[str, Any]) -> None:
-    response = submit(scorer, "batch.csv", csv_of(rows(20_000)), chunk_size=50)
+    response = submit(scorer, "batch.csv", csv_of(rows(20_000)), chunk_size=200)  # 100 chunks: still running
     job_id = response.json()["id"]
     cancel = requests.post(f"{scorer['base']}/api/v1/models/iris/jobs/{job_id}/cancel/",
                            headers={"Authorization": f"Bearer {scorer['token']}"}, timeout=30)

@@ -19,7 +19,7 @@ from tests import models as built
 from tests.conftest import wait_until
 from tests.reliability.stack import GUARD_SECONDS, WORKER, Stack, runstack
 
-CHUNK = 4000  # rows per chunk: several inferences each
+CHUNK = 8000  # rows per chunk: over a hundred inferences, about a second
 
 
 def submit(stack: Stack, model: str, x: np.ndarray, chunk_size: int) -> dict[str, Any]:
@@ -44,22 +44,25 @@ def download(stack: Stack, path: str) -> bytes:
 
 def test_a_job_whose_worker_is_killed_mid_run_ends_with_every_row_once_in_order(tmp_path: Path) -> None:
     artifact = built.slow_onnx(width=256, layers=32)  # ~4 MFLOP a row: each chunk runs long enough to be cut
-    with runstack(tmp_path, "manage", "read") as stack:
+    # 64 rows an inference (the user's setting): a chunk reports its rows every 0.1 s whatever the
+    # machine's speed, so the test sees one mid-way.
+    with runstack(tmp_path, "manage", "read", PADDOCK_JOB_RUN_ROWS="64") as stack:
         stack.upload("slow", artifact)
-        x = np.random.default_rng(5).standard_normal((24_000, 256)).astype(np.float32)
+        x = np.random.default_rng(5).standard_normal((32_000, 256)).astype(np.float32)
         job = submit(stack, "slow", x, chunk_size=CHUNK)
         path = f"/api/v1/models/slow/jobs/{job['id']}/"
 
         def midway() -> dict[str, Any] | None:
-            """Past a fifth of the rows, and inside a chunk (a running chunk reports its rows every
-            0.1 s, in inferences of up to 1024): the kill lands while a chunk runs, not between two."""
+            """Past a fifth of the rows, and a chunk with a quarter or more of its rows to go (it
+            reports them every 0.1 s, so the last report may lag by that much): the kill lands
+            while a chunk runs, not between two."""
             now = stack.api("GET", path)
             done = now["progress"]["rows_done"]
-            inside = 0 < done % CHUNK <= CHUNK - 1024 and now["progress"]["chunks"]["running"] == 1
+            inside = 0 < done % CHUNK <= CHUNK * 3 // 4 and now["progress"]["chunks"]["running"] == 1
             return now if 0.2 * len(x) <= done < 0.7 * len(x) and inside else None
 
+        worker = stack.child(WORKER)  # found first: the kill follows the sight of the chunk at once
         seen = wait_until(midway, timeout=GUARD_SECONDS, interval=0.05)
-        worker = stack.child(WORKER)
         os.kill(worker, signal.SIGKILL)
         killed_at = time.monotonic()
 

@@ -213,7 +213,10 @@ def test_a_refused_run_is_audited_with_its_reason_and_the_others_still_run(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_beat_task_submits_one_job_per_due_run_called_twice_in_a_row_or_at_once(
-        iris: Any, cast: dict[str, Any]) -> None:
+        iris: Any, cast: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real commits here: the jobs' chunks would go to the session's worker, which would run them
+    # while this test's tables are emptied (a flush that deadlocked with it). Not under test here.
+    monkeypatch.setattr(job_services, "queue_chunks", lambda *args, **kwargs: None)
     template = submit_template(iris, cast["engineer"])
     one = make_schedule(iris, cast["engineer"], template, name="one", cron="* * * * *",
                         created_at=timezone.now() - timedelta(minutes=2))
