@@ -174,8 +174,11 @@ def claim_chunk(*, job_id: int, index: int, worker: str) -> JobChunk | None:
     """Take a pending chunk of a live job for this worker (a conditional UPDATE: one claimant
     wins); None when it is done, taken, or its job ended. The job is `running` from its first claim."""
     now = timezone.now()
-    claimed = JobChunk.objects.filter(job_id=job_id, index=index, state=ChunkState.PENDING,
-                                      job__state__in=[JobState.QUEUED, JobState.RUNNING]).update(
+    # On the chunk's own row only: PostgreSQL re-checks a plain WHERE against a row another
+    # transaction just changed, but a condition on the job (a join, which Django writes as a
+    # subquery) would be judged on the old snapshot, and a claim waiting on cancel's lock would then
+    # take a chunk cancel had just ended. Ending a job ends its pending chunks, so this is enough.
+    claimed = JobChunk.objects.filter(job_id=job_id, index=index, state=ChunkState.PENDING).update(
         state=ChunkState.RUNNING, worker=worker, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return None

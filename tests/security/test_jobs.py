@@ -2,18 +2,21 @@
 404), a file that would be unpickled is refused, and a viewer cannot submit."""
 
 import io
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from console.audit import Actor
 from registry import services as registry
 from serving.jobs import services as jobs
-from serving.models import BatchJob
+from serving.models import BatchJob, JobChunk
 from tests.conftest import ready_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,3 +64,34 @@ def test_a_viewer_cannot_submit_or_cancel(job: BatchJob, client_for: Callable[..
     answer = viewer.post(f"/api/v1/models/iris/jobs/{job.uid}/cancel/")
     assert answer.status_code == 403
     assert viewer.get(f"/api/v1/models/iris/jobs/{job.uid}/").status_code == 200
+
+
+def test_a_claim_that_waited_on_a_cancel_does_not_take_the_cancelled_chunk(job: BatchJob) -> None:
+    """The claim's UPDATE waits on the rows cancel holds; once cancel commits, PostgreSQL re-checks
+    the claim's conditions on the chunk's new row, and finds it cancelled (a condition on the job,
+    judged on the claim's older snapshot, used to let it through: a chunk left pending for ever)."""
+    claims: list[Any] = []
+
+    def claim() -> None:
+        try:
+            claims.append(jobs.claim_chunk(job_id=job.pk, index=0, worker="racer"))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        jobs.cancel_job(actor=Actor.system("tests"), job=job)
+        racer = threading.Thread(target=claim)
+        racer.start()
+        with connection.cursor() as cursor:  # until the claim waits on cancel's row lock
+            waiting = 0
+            for _ in range(200):
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                waiting = cursor.fetchone()[0]
+                if waiting:
+                    break
+                time.sleep(0.01)
+            assert waiting, "the claim never waited on the cancel"
+    racer.join(timeout=30)
+    assert claims == [None]
+    assert set(JobChunk.objects.filter(job=job).values_list("state", flat=True)) == {"cancelled"}
