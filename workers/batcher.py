@@ -88,6 +88,7 @@ class Batcher:
         # batcher just stops.
         self.recycling = threading.Event()
         self.on_recycle: Callable[[], None] | None = None
+        self.jobs_queue: str | None = None  # this worker's own jobs queue (workers.bootsteps), in its heartbeat
 
     batches = staticmethod(batches)
 

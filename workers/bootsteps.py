@@ -37,6 +37,13 @@ class BatcherStep(bootsteps.StartStopStep):
         from workers.batcher import Batcher
 
         self.batcher = Batcher(consumer=f"{worker.hostname}-{os.getpid()}")
+        # Its own jobs queue (named by its Celery name, so a restarted worker reads what its
+        # predecessor was sent), which the heartbeat publishes: a job's chunks go to the workers
+        # holding the job's version (serving.jobs.services.queue_chunks). The consumer, the last
+        # bootstep, starts after this one and reads every selected queue.
+        from serving.jobs.services import worker_jobs_queue
+
+        self.batcher.jobs_queue = worker.app.amqp.queues.select_add(worker_jobs_queue(worker.hostname)).name
         self.batcher.on_recycle = lambda: os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
         self.batcher.start()
         global running_batcher

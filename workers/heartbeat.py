@@ -78,6 +78,7 @@ class Heartbeat:
                 "cpu": self.cpu.percent(),
                 "gpus": self.gpu.read(),
                 "held": [h.describe() for h in list(self.batcher.cache.held.values())],
+                "jobs_queue": self.batcher.jobs_queue,
             }
             self.redis.hset(workers_key(), self.batcher.consumer, pack_heartbeat(beat))
 

@@ -161,13 +161,35 @@ def submit_job(*, actor: Actor, model: RegisteredModel, upload: UploadedFile, ve
 
 
 def queue_chunks(job_id: int, indexes: list[int], countdown: float = 0) -> None:
-    """Send the chunks' tasks (one Celery group) to the jobs queue."""
+    """Send the chunks' tasks (one Celery group) to the workers holding the job's version, in
+    turn, each on its own jobs queue; to the shared jobs queue, where any worker loads the
+    version for the chunk, when no live worker holds it (a pinned version no longer deployed)."""
     from celery import group
 
     from workers.tasks import run_job_chunk
 
-    if indexes:
-        group(run_job_chunk.si(job_id, index) for index in indexes).apply_async(countdown=countdown)
+    if not indexes:
+        return
+    version_id = BatchJob.objects.filter(pk=job_id).values_list("version_id", flat=True).first()
+    queues = holding_queues(version_id) if version_id is not None else []
+    tasks = [run_job_chunk.si(job_id, index) for index in indexes]
+    if queues:
+        tasks = [task.set(queue=queues[turn % len(queues)]) for turn, task in enumerate(tasks)]
+    group(tasks).apply_async(countdown=countdown)
+
+
+def worker_jobs_queue(hostname: str) -> str:
+    """The jobs queue only the worker named `hostname` reads (workers.bootsteps adds it)."""
+    return f"{settings.PADDOCK_JOBS_QUEUE}.{hostname}"
+
+
+def holding_queues(version_id: int) -> list[str]:
+    """The jobs queues of the live workers holding the version (their heartbeats say so), sorted."""
+    from serving.v2.wire import fresh_heartbeats, workers_key
+
+    beats = fresh_heartbeats(progress.client().hgetall(workers_key()))
+    return sorted({beat["jobs_queue"] for beat in beats.values() if beat.get("jobs_queue")
+                   and any(held.get("id") == version_id for held in beat.get("held", []))})
 
 
 def claim_chunk(*, job_id: int, index: int, worker: str) -> JobChunk | None:
@@ -288,16 +310,22 @@ def finish_job(*, job_id: int, sha256: str, size: int) -> BatchJob | None:
 
 
 def stale_chunks() -> list[JobChunk]:
-    """Running chunks whose lease lapsed (their worker died), and pending chunks queued over a
-    minute ago and never claimed (their message was lost): put back and returned, to be queued again."""
+    """Running chunks whose lease lapsed (their worker died), and pending chunks of a job that
+    has not moved for a minute (their messages or their worker were lost): put back and
+    returned, to be queued again."""
     now = timezone.now()
     running = list(JobChunk.objects.filter(state=ChunkState.RUNNING, job__state=JobState.RUNNING))
     alive = progress.leased(f"chunk:{c.pk}" for c in running)
     # A claim older than a lease: a chunk claimed this instant has not renewed it yet.
     stale = [c for c in running if f"chunk:{c.pk}" not in alive and c.claimed_at is not None
              and c.claimed_at < now - timedelta(seconds=progress.LEASE_SECONDS)]
+    # Pending chunks wait in their workers' queues while the job's other chunks run: only a job
+    # none of whose chunks was claimed for a minute has lost messages (or the worker they were
+    # sent to), and its pending chunks go again, to the workers holding the version now.
+    moving = JobChunk.objects.filter(claimed_at__gte=now - timedelta(minutes=1)).values("job_id")
     forgotten = list(JobChunk.objects.filter(state=ChunkState.PENDING, queued_at__lt=now - timedelta(minutes=1),
-                                             job__state__in=[JobState.QUEUED, JobState.RUNNING]))
+                                             job__state__in=[JobState.QUEUED, JobState.RUNNING])
+                     .exclude(job_id__in=moving))
     back = []
     for chunk in stale:
         if JobChunk.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING, worker=chunk.worker).update(

@@ -22,8 +22,9 @@ from console.models import AuditEvent
 from console.services import create_token
 from registry import services as registry
 from serving.models import BatchJob, ChunkState, JobChunk
+from serving.v2.wire import fresh_heartbeats, workers_key
 from tests import models as built
-from tests.conftest import wait_until
+from tests.conftest import spawn_worker, stop, wait_until
 from tests.integration.conftest import register_ready
 from tests.security.test_request_bodies import stream
 
@@ -204,3 +205,28 @@ def test_a_cancelled_job_stops_and_says_so(scorer: dict[str, Any]) -> None:
     wait_until(lambda: not JobChunk.objects.filter(job=job, state=ChunkState.RUNNING).exists(), timeout=30)
     assert not JobChunk.objects.filter(job=job, state=ChunkState.PENDING).exists()
     assert AuditEvent.objects.filter(action="job.cancelled", object_id=str(job.pk)).exists()
+
+
+def test_chunks_run_on_the_worker_holding_the_version_not_on_a_bystander(scorer: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    # Two workers, and iris's deployment wants one (min_workers 1): one holds the version, the
+    # other does not. Every chunk goes to the holder's own jobs queue; before, both workers read
+    # the one jobs queue, and the bystander loaded the version for the chunks it took.
+    bystander = spawn_worker(tmp_path / "bystander.log", name="bystander")
+    try:
+        def one_of_two_holds() -> str | None:
+            beats = fresh_heartbeats(redis.Redis.from_url(settings.REDIS_URL).hgetall(workers_key()))
+            ours = {name: beat for name, beat in beats.items() if beat.get("jobs_queue")}
+            holders = [name for name, beat in ours.items()
+                       if any(held["id"] == scorer["version"].pk for held in beat["held"])]
+            return holders[0] if len(ours) >= 2 and len(holders) == 1 else None
+
+        holder = wait_until(one_of_two_holds, timeout=60, interval=0.2)
+        response = submit(scorer, "batch.csv", csv_of(rows(1600)), chunk_size=100)
+        assert response.status_code == 201, response.text
+        done = finished(scorer, response.json()["id"])
+        assert done["state"] == "succeeded", done
+        workers = set(JobChunk.objects.filter(job__uid=done["id"]).values_list("worker", flat=True))
+        assert workers == {holder}
+    finally:
+        stop(bystander)
