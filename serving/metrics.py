@@ -2,6 +2,7 @@
 /metrics (names follow Prometheus conventions; Triton's nv_inference_* set is the model).
 Worker-side figures (batches executed, versions held, memory) come from the workers' heartbeats."""
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
@@ -133,6 +134,12 @@ def workers_seen_by(workers: dict[str, dict[str, Any]], *, model_names: set[str]
     return seen
 
 
+@functools.cache
+def scrape_client(redis_url: str) -> redis.Redis:
+    """The collectors' one connection pool per process, kept across scrapes."""
+    return redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
 class WorkerCollector(Collector):
     """Reads the workers' heartbeats and the queues' depth at scrape time."""
 
@@ -158,7 +165,7 @@ class WorkerCollector(Collector):
         depth = GaugeMetricFamily("paddock_inference_queue_depth", "Requests queued or running per version",
                                   labels=["model", "version"])
         try:
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+            client = scrape_client(self.redis_url)
             workers = live_workers(client)
             seen: set[tuple[str, str, str]] = set()
             for worker, beat in workers.items():
@@ -201,7 +208,7 @@ class StreamCollector(Collector):
                                                ("dead", "dead_letters", "Messages sent to the dead-letter stream"),
                                                ("rows", "rows", "Rows run for the binding"))}
         try:
-            bindings = status.for_metrics(redis.Redis.from_url(self.redis_url, socket_timeout=2))
+            bindings = status.for_metrics(scrape_client(self.redis_url))
         except redis.RedisError:
             bindings = []
         for binding in bindings:
@@ -230,7 +237,7 @@ class JobCollector(Collector):
         processed = CounterMetricFamily("paddock_job_rows_processed", "Rows run by batch-job chunks per model",
                                         labels=["model"])
         try:
-            live, counts = progress.figures(redis.Redis.from_url(self.redis_url, socket_timeout=2))
+            live, counts = progress.figures(scrape_client(self.redis_url))
         except redis.RedisError:
             live, counts = [], {}
         per_model: dict[str, int] = {}

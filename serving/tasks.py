@@ -36,12 +36,12 @@ def roll_up_metrics() -> dict[str, int]:
 def requeue_stale_job_chunks() -> int:
     """Queue again the batch-job chunks a dead worker left running (lease lapsed) or a lost
     message left pending, and the assemblies nobody is doing (serving.jobs.services)."""
-    from serving.jobs import services
+    from serving.jobs import recovery, services
 
-    chunks = services.stale_chunks()
+    chunks = recovery.stale_chunks()
     for chunk in chunks:
         services.queue_chunks(chunk.job_id, [chunk.index])
-    assemblies = services.stale_assemblies()
+    assemblies = recovery.stale_assemblies()
     for job_id in assemblies:
         services.queue_assembly(job_id)
     return len(chunks) + len(assemblies)

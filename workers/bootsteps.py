@@ -41,7 +41,7 @@ class BatcherStep(bootsteps.StartStopStep):
         # predecessor was sent), which the heartbeat publishes: a job's chunks go to the workers
         # holding the job's version (serving.jobs.services.queue_chunks). The consumer, the last
         # bootstep, starts after this one and reads every selected queue.
-        from serving.jobs.services import worker_jobs_queue
+        from serving.jobs.routing import worker_jobs_queue
 
         self.batcher.jobs_queue = worker.app.amqp.queues.select_add(worker_jobs_queue(worker.hostname)).name
         self.batcher.on_recycle = lambda: os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown

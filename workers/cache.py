@@ -68,6 +68,15 @@ def rendezvous(version_id: int, workers: list[str], count: int) -> list[str]:
     return sorted(workers, key=weight, reverse=True)[:max(1, count)]
 
 
+def load_version_runtime(version: ModelVersion, *, instances: int = 1, batchable: bool = True) -> Runtime:
+    """A registered version's runtime, from its artifact (fetched from the store when it is not
+    on this machine), with this worker's intra-op threads: the batcher's and the shelf's loads."""
+    with local_artifact(version) as path:
+        return load_runtime(path, fmt=version.format, signature={"inputs": version.inputs, "outputs": version.outputs},
+                            intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS, instances=instances,
+                            batchable=batchable)
+
+
 class ModelCache:
     """The versions this worker holds, loaded and warmed up, evicted LRU over the memory budget."""
 
@@ -125,11 +134,7 @@ class ModelCache:
     def _load(self, plan: Plan) -> Held:
         version = ModelVersion.objects.select_related("model").get(pk=plan.version_id)
         started = time.perf_counter()
-        with local_artifact(version) as path:
-            runtime = load_runtime(path, fmt=version.format, signature={"inputs": version.inputs,
-                                                                        "outputs": version.outputs},
-                                   intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS,
-                                   instances=_instances(plan), batchable=plan.batchable)
+        runtime = load_version_runtime(version, instances=_instances(plan), batchable=plan.batchable)
         runtime.run(smoke_inputs(version.inputs, batch=1))  # warm up before reporting ready
         copies = runtime.instances if runtime.instances > 1 else 0
         for instance in range(copies):  # and each copy

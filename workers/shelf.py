@@ -6,11 +6,9 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from django.conf import settings
-
 from registry.models import ModelVersion
-from registry.services import local_artifact
-from workers.runtimes import Runtime, load_runtime
+from workers.cache import load_version_runtime
+from workers.runtimes import Runtime
 
 
 def running_batcher() -> Any:
@@ -40,11 +38,7 @@ class Shelf:
             if key in self.loaded:
                 self.loaded.move_to_end(key)
                 return self.loaded[key]
-            version = ModelVersion.objects.get(pk=version_id)
-            with local_artifact(version) as path:
-                runtime = load_runtime(path, fmt=version.format,
-                                       signature={"inputs": version.inputs, "outputs": version.outputs},
-                                       intra_op_threads=settings.PADDOCK_INTRA_OP_THREADS)
+            runtime = load_version_runtime(ModelVersion.objects.get(pk=version_id))
             self.loaded[key] = runtime
             while len(self.loaded) > self.size:
                 self.loaded.popitem(last=False)

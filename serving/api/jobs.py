@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from console.access import get_visible_model, request_token, require_engineer
 from console.audit import Actor
-from console.errors import Conflict, InvalidInput, NotFound
+from console.errors import InvalidInput, NotFound
 from registry.models import RegisteredModel
 from serving.jobs import services
 from serving.models import BatchJob, JobState
@@ -133,17 +133,5 @@ class JobOutputView(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: Request, name: str, job_id: str) -> FileResponse:
-        """The output (409 until the job succeeded; 410 once retention removed it)."""
-        job = _job(_model(request, name), job_id)
-        if job.state != JobState.SUCCEEDED:
-            raise Conflict(f"job {job.uid} is {job.state}: its output exists once it has succeeded")
-        path = services.output_path(job)
-        if job.files_removed_at or not path.exists():
-            raise NotFound(f"job {job.uid}'s output was removed (kept for PADDOCK_JOB_RETENTION_DAYS)")
-        stem = job.input_name.rsplit(".", 1)[0] or "output"
-        response = FileResponse(path.open("rb"), as_attachment=True,
-                                filename=f"{stem}.predictions.{job.output_format}",
-                                content_type="application/octet-stream")
-        response["X-Checksum-Sha256"] = job.output_sha256
-        response["ETag"] = f'"{job.output_sha256}"'
-        return response
+        """The output (409 until the job succeeded; 404 once retention removed it)."""
+        return services.output_response(_job(_model(request, name), job_id))

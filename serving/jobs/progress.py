@@ -90,11 +90,13 @@ def processed(model: str, rows: int) -> None:
 
 def figures(conn: redis.Redis) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """For /metrics: each live job (id, model, rows, rows done) and rows run per model."""
-    live = []
-    for raw_id, raw in conn.hgetall(_live_key()).items():
-        job_id = int(raw_id)
-        done = sum(int(v) for v in conn.hvals(_key(job_id, "rows")))
-        live.append({"job": job_id, **json.loads(raw), "done": done})
+    jobs = [(int(raw_id), json.loads(raw)) for raw_id, raw in conn.hgetall(_live_key()).items()]
+    pipe = conn.pipeline(transaction=False)  # every job's chunk rows in one round trip
+    for job_id, _ in jobs:
+        pipe.hvals(_key(job_id, "rows"))
+    rows = pipe.execute() if jobs else []
+    live = [{"job": job_id, **about, "done": sum(int(v) for v in done)}
+            for (job_id, about), done in zip(jobs, rows, strict=True)]
     counts = {name.decode() if isinstance(name, bytes) else name: int(value)
               for name, value in conn.hgetall(_processed_key()).items()}
     return live, counts

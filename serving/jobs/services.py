@@ -18,13 +18,14 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Count, F, Q
+from django.http import FileResponse
 from django.utils import timezone
 
 from console.audit import Actor, record_event
 from console.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, full_disk_is_507
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
-from serving.jobs import progress
+from serving.jobs import progress, routing
 from serving.jobs.files import JobFileError, format_of, output_format_for, read_inputs
 from serving.models import BatchJob, ChunkState, JobChunk, JobSchedule, JobState
 from serving.v2.routes import load_model_route
@@ -52,6 +53,22 @@ def chunk_path(job: BatchJob, index: int) -> Path:
 def output_path(job: BatchJob) -> Path:
     """The assembled result."""
     return job_path(job, f"output.{job.output_format}")
+
+
+def output_response(job: BatchJob) -> FileResponse:
+    """The job's output streamed as a download named after its input, with its sha256 (as
+    X-Checksum-Sha256 and the ETag); 409 until the job succeeded, 404 once retention removed it."""
+    if job.state != JobState.SUCCEEDED:
+        raise Conflict(f"job {job.uid} is {job.state}: its output exists once it has succeeded")
+    path = output_path(job)
+    if job.files_removed_at or not path.exists():
+        raise NotFound(f"job {job.uid}'s output was removed (kept for PADDOCK_JOB_RETENTION_DAYS)")
+    stem = job.input_name.rsplit(".", 1)[0] or "output"
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=f"{stem}.predictions.{job.output_format}",
+                            content_type="application/octet-stream")
+    response["X-Checksum-Sha256"] = job.output_sha256
+    response["ETag"] = f'"{job.output_sha256}"'
+    return response
 
 
 def find_job(model: RegisteredModel, job_id: str) -> BatchJob | None:
@@ -171,25 +188,11 @@ def queue_chunks(job_id: int, indexes: list[int], countdown: float = 0) -> None:
     if not indexes:
         return
     version_id = BatchJob.objects.filter(pk=job_id).values_list("version_id", flat=True).first()
-    queues = holding_queues(version_id) if version_id is not None else []
+    queues = routing.holding_queues(version_id) if version_id is not None else []
     tasks = [run_job_chunk.si(job_id, index) for index in indexes]
     if queues:
         tasks = [task.set(queue=queues[turn % len(queues)]) for turn, task in enumerate(tasks)]
     group(tasks).apply_async(countdown=countdown)
-
-
-def worker_jobs_queue(hostname: str) -> str:
-    """The jobs queue only the worker named `hostname` reads (workers.bootsteps adds it)."""
-    return f"{settings.PADDOCK_JOBS_QUEUE}.{hostname}"
-
-
-def holding_queues(version_id: int) -> list[str]:
-    """The jobs queues of the live workers holding the version (their heartbeats say so), sorted."""
-    from serving.v2.wire import fresh_heartbeats, workers_key
-
-    beats = fresh_heartbeats(progress.client().hgetall(workers_key()))
-    return sorted({beat["jobs_queue"] for beat in beats.values() if beat.get("jobs_queue")
-                   and any(held.get("id") == version_id for held in beat.get("held", []))})
 
 
 def claim_chunk(*, job_id: int, index: int, worker: str) -> JobChunk | None:
@@ -307,44 +310,6 @@ def finish_job(*, job_id: int, sha256: str, size: int) -> BatchJob | None:
         record_event(actor=Actor.system("worker"), action="job.finished", obj=job, before=before, after=after)
         transaction.on_commit(lambda: _remove_work_files(job))
     return job
-
-
-def stale_chunks() -> list[JobChunk]:
-    """Running chunks whose lease lapsed (their worker died), and pending chunks of a job that
-    has not moved for a minute (their messages or their worker were lost): put back and
-    returned, to be queued again."""
-    now = timezone.now()
-    running = list(JobChunk.objects.filter(state=ChunkState.RUNNING, job__state=JobState.RUNNING))
-    alive = progress.leased(f"chunk:{c.pk}" for c in running)
-    # A claim older than a lease: a chunk claimed this instant has not renewed it yet.
-    stale = [c for c in running if f"chunk:{c.pk}" not in alive and c.claimed_at is not None
-             and c.claimed_at < now - timedelta(seconds=progress.LEASE_SECONDS)]
-    # Pending chunks wait in their workers' queues while the job's other chunks run: only a job
-    # none of whose chunks was claimed for a minute has lost messages (or the worker they were
-    # sent to), and its pending chunks go again, to the workers holding the version now.
-    moving = JobChunk.objects.filter(claimed_at__gte=now - timedelta(minutes=1)).values("job_id")
-    forgotten = list(JobChunk.objects.filter(state=ChunkState.PENDING, queued_at__lt=now - timedelta(minutes=1),
-                                             job__state__in=[JobState.QUEUED, JobState.RUNNING])
-                     .exclude(job_id__in=moving))
-    back = []
-    for chunk in stale:
-        if JobChunk.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING, worker=chunk.worker).update(
-                state=ChunkState.PENDING, queued_at=now, error="its worker stopped answering"):
-            back.append(chunk)
-    for chunk in forgotten:
-        if JobChunk.objects.filter(pk=chunk.pk, state=ChunkState.PENDING).update(queued_at=now):
-            back.append(chunk)
-    return back
-
-
-def stale_assemblies() -> list[int]:
-    """Jobs assembling with nobody at it: their last chunk ended over a minute ago and no
-    worker holds the assembly's lease (the worker died, or the message was lost)."""
-    quiet = timezone.now() - timedelta(minutes=1)
-    candidates = list(BatchJob.objects.filter(state=JobState.ASSEMBLING).exclude(
-        chunks__finished_at__gte=quiet).values_list("pk", flat=True))
-    alive = progress.leased(f"assembly:{job_id}" for job_id in candidates)
-    return [job_id for job_id in candidates if f"assembly:{job_id}" not in alive]
 
 
 def remove_expired_files() -> int:

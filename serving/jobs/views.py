@@ -18,7 +18,7 @@ from registry.models import RegisteredModel
 from serving.api.jobs import JobSerializer
 from serving.jobs import services
 from serving.jobs.files import FORMATS
-from serving.models import BatchJob, JobState
+from serving.models import BatchJob
 
 
 def _job_or_404(model: RegisteredModel, job_id: str) -> BatchJob:
@@ -109,11 +109,7 @@ def job_cancel(request: HttpRequest, name: str, job_id: str) -> HttpResponseBase
 def job_output(request: HttpRequest, name: str, job_id: str) -> FileResponse:
     """The output file, streamed, with its sha256."""
     job = _job_or_404(visible_model_or_404(request, name), job_id)
-    path = services.output_path(job)
-    if job.state != JobState.SUCCEEDED or job.files_removed_at or not path.exists():
-        raise Http404(f"job {job.uid} has no output to download")
-    stem = job.input_name.rsplit(".", 1)[0] or "output"
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=f"{stem}.predictions.{job.output_format}",
-                            content_type="application/octet-stream")
-    response["X-Checksum-Sha256"] = job.output_sha256
-    return response
+    try:
+        return services.output_response(job)
+    except PaddockError as exc:
+        raise Http404(exc.message) from None

@@ -71,13 +71,13 @@ def forget(conn: redis.Redis, binding_id: int) -> None:
 
 def for_metrics(conn: redis.Redis) -> list[dict[str, Any]]:
     """Every binding a worker spoke of lately: model, name, lag, pending and the counters."""
-    found = []
     now = time.time()
-    for raw_id, raw in conn.hgetall(lag_key()).items():
-        lag = json.loads(raw)
-        if now - lag.get("ts", 0) > FRESH_SECONDS or not lag.get("model"):
-            continue
-        counts = conn.hgetall(counts_key(int(raw_id)))
-        found.append({"model": lag["model"], "name": lag["name"], "lag": lag["pending"] + lag["undelivered"],
-                      "pending": lag["pending"], **{name: int(counts.get(name.encode(), 0)) for name in COUNTERS}})
-    return found
+    lags = [(int(raw_id), lag) for raw_id, lag in ((i, json.loads(raw)) for i, raw in conn.hgetall(lag_key()).items())
+            if now - lag.get("ts", 0) <= FRESH_SECONDS and lag.get("model")]
+    pipe = conn.pipeline(transaction=False)  # every binding's counters in one round trip
+    for binding_id, _ in lags:
+        pipe.hgetall(counts_key(binding_id))
+    counted = pipe.execute() if lags else []
+    return [{"model": lag["model"], "name": lag["name"], "lag": lag["pending"] + lag["undelivered"],
+             "pending": lag["pending"], **{name: int(counts.get(name.encode(), 0)) for name in COUNTERS}}
+            for (_, lag), counts in zip(lags, counted, strict=True)]

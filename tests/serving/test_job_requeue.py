@@ -1,4 +1,4 @@
-"""Which chunks beat's re-queue sends again (serving.jobs.services.stale_chunks): pending chunks
+"""Which chunks beat's re-queue sends again (serving.jobs.recovery.stale_chunks): pending chunks
 wait in their workers' queues while their job moves, and go again only once it has stood still
 for a minute (their messages, or the worker they were sent to, were lost)."""
 
@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from console.audit import Actor
 from registry import services as registry
+from serving.jobs import recovery
 from serving.jobs import services as jobs
 from serving.models import BatchJob, ChunkState, JobChunk, JobState
 from tests.conftest import ready_version
@@ -35,12 +36,12 @@ def job(cast: dict[str, Any], teams: dict[str, Any], monkeypatch: pytest.MonkeyP
 def test_pending_chunks_of_a_job_that_moves_are_left_in_their_queues(job: BatchJob) -> None:
     JobChunk.objects.filter(job=job, index=0).update(state=ChunkState.DONE,
                                                      claimed_at=timezone.now() - timedelta(seconds=20))
-    assert jobs.stale_chunks() == []
+    assert recovery.stale_chunks() == []
 
 
 def test_pending_chunks_of_a_job_still_for_a_minute_go_again(job: BatchJob) -> None:
     JobChunk.objects.filter(job=job, index=0).update(state=ChunkState.DONE,
                                                      claimed_at=timezone.now() - timedelta(seconds=61))
-    again = jobs.stale_chunks()
+    again = recovery.stale_chunks()
     assert sorted(chunk.index for chunk in again) == [1, 2, 3]
-    assert jobs.stale_chunks() == []  # queued again just now: not twice
+    assert recovery.stale_chunks() == []  # queued again just now: not twice
