@@ -4,7 +4,8 @@ A chunk:
 1. is claimed (serving.jobs.services.claim_chunk: one worker wins); a lease in Redis, renewed by
    a thread while it runs, tells beat that its worker is alive;
 2. reads its rows from the job's arrays (memory-mapped), and runs them in large batches
-   (PADDOCK_JOB_RUN_ROWS rows and PADDOCK_JOB_RUN_BYTES at most per inference) on the runtime
+   (PADDOCK_JOB_RUN_ROWS rows and PADDOCK_JOB_RUN_BYTES at most per inference, fewer where the
+   version runs faster so: RunSizes tunes the size on the first inferences) on the runtime
    the worker already holds for the version (else one loaded for jobs); every REPORT_SECONDS it
    reports progress and checks the cancel flag, and, while the worker serves online requests, rests
    (PADDOCK_JOB_ONLINE_YIELD times its last inference) so that they come first;
@@ -77,9 +78,59 @@ def runtime_for(version: ModelVersion) -> Runtime:
 
 
 def rows_per_run(arrays: dict[str, np.ndarray]) -> int:
-    """Rows per inference: PADDOCK_JOB_RUN_ROWS, fewer when the rows are large."""
+    """The most rows per inference: PADDOCK_JOB_RUN_ROWS, fewer when the rows are large."""
     per_row = sum(a.itemsize * int(np.prod(a.shape[1:])) for a in arrays.values()) or 1
     return max(1, min(settings.PADDOCK_JOB_RUN_ROWS, settings.PADDOCK_JOB_RUN_BYTES // per_row))
+
+
+class RunSizes:
+    """Rows per inference for each version, tuned on this worker. A small MLP runs fastest at a
+    thousand rows, a convolutional net on the CPU at a few dozen (its activations leave the
+    cache): the first inferences of a version try the largest size, then halve it while rows/s
+    improves, and the best size is kept for the process's later chunks.
+
+    Each size is judged on its own runs after its first (a new shape's first run allocates),
+    over at least JUDGE_RUNS runs and JUDGE_SECONDS of inference."""
+
+    JUDGE_RUNS = 2
+    JUDGE_SECONDS = 0.02
+    SMALLEST = 8
+
+    def __init__(self) -> None:
+        self.best: dict[tuple[int, str], int] = {}
+        self.trials: dict[tuple[int, str], list[list[float]]] = {}  # [size, runs, rows, seconds], per size tried
+
+    def next(self, key: tuple[int, str], largest: int) -> int:
+        """The size of the next inference."""
+        if key in self.best:
+            return min(self.best[key], largest)
+        trials = self.trials.setdefault(key, [[largest, 0, 0, 0.0]])
+        return int(trials[-1][0])
+
+    def record(self, key: tuple[int, str], size: int, rows: int, seconds: float) -> None:
+        """An inference of `rows` rows (asked for `size`) took `seconds`; a short last run is not judged."""
+        trials = self.trials.get(key)
+        if key in self.best or not trials or rows != size or int(trials[-1][0]) != size:
+            return
+        trial = trials[-1]
+        trial[1] += 1
+        if trial[1] == 1:
+            return  # the first run of a shape
+        trial[2] += rows
+        trial[3] += seconds
+        if trial[1] <= self.JUDGE_RUNS or trial[3] < self.JUDGE_SECONDS:
+            return
+        rates = [(t[2] / t[3], int(t[0])) for t in trials if t[3] > 0]
+        worse = len(rates) >= 2 and rates[-1][0] < rates[-2][0]
+        if worse or size // 2 < self.SMALLEST:
+            self.best[key] = max(rates)[1]
+            logger.info("batch jobs of version %s run %d rows per inference (rows/s by size: %s)", key[0],
+                        self.best[key], ", ".join(f"{n}: {r:.0f}" for r, n in rates))
+            return
+        trials.append([size // 2, 0, 0, 0.0])
+
+
+_run_sizes = RunSizes()
 
 
 def compute_chunk(job: BatchJob, chunk: JobChunk, runtime: Runtime) -> tuple[dict[str, np.ndarray], float]:
@@ -87,21 +138,27 @@ def compute_chunk(job: BatchJob, chunk: JobChunk, runtime: Runtime) -> tuple[dic
     version = job.version
     arrays = {t["name"]: np.load(services.input_path(job, i), mmap_mode="r")[chunk.start:chunk.stop]
               for i, t in enumerate(version.inputs)}
-    step = 1 if any(t["shape"] and t["shape"][0] == 1 for t in version.inputs) else rows_per_run(arrays)
+    one_row = any(t["shape"] and t["shape"][0] == 1 for t in version.inputs)
+    largest = 1 if one_row else rows_per_run(arrays)
+    key = (version.pk, version.sha256)
     parts: dict[str, list[np.ndarray]] = {t["name"]: [] for t in version.outputs}
-    computing, told, unreported = 0.0, time.monotonic(), 0
-    for start in range(0, chunk.rows, step):
+    computing, told, unreported, start = 0.0, time.monotonic(), 0, 0
+    while start < chunk.rows:
+        step = _run_sizes.next(key, largest)
         feed = {name: np.ascontiguousarray(a[start:start + step]) for name, a in arrays.items()}
         feed = {name: a.astype(object) if a.dtype.kind == "S" else a for name, a in feed.items()}  # BYTES
         began = time.perf_counter()
         outputs = runtime.run(feed)
         took = time.perf_counter() - began
         computing += took
+        rows = min(step, chunk.rows - start)
+        _run_sizes.record(key, step, rows, took)
         for name in parts:
             parts[name].append(outputs[name])
-        unreported += min(step, chunk.rows - start)
+        start += rows
+        unreported += rows
         if time.monotonic() - told >= REPORT_SECONDS:  # one Redis round trip now and then, not per run
-            if progress.tick(job.pk, job.model.name, chunk.index, min(chunk.rows, start + step), unreported):
+            if progress.tick(job.pk, job.model.name, chunk.index, start, unreported):
                 raise Cancelled()
             told, unreported = time.monotonic(), 0
         if settings.PADDOCK_JOB_ONLINE_YIELD and online_busy(ONLINE_RECENT_SECONDS):
