@@ -34,7 +34,7 @@ bench: $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy console registry serving workers bench tests
+	$(BIN)/mypy console registry serving workers webhooks bench tests paddock_cli
 
 clean:
 	rm -rf var .pytest_cache

@@ -1,4 +1,9 @@
-"""htmx helpers for the views that serve a page and its fragment from one URL."""
+"""htmx helpers for the views that serve a page and its fragment from one URL.
+
+A refused htmx request is answered in the refusal's status (console/errors.py) with the view's
+fragment, its message in a role="alert" element (or with the message alone); for a request sent
+from a form or a group of action buttons, static/js/forms.js shows that message in the form's
+error slot instead of swapping the fragment in."""
 
 from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "registry",
     "serving",
     "workers",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PADDOCK_ROLLOUT_TICK_SECONDS,
         "options": {"expires": PADDOCK_ROLLOUT_TICK_SECONDS * 2},
     },
+    "requeue-stale-deliveries": {
+        "task": "webhooks.tasks.requeue_stale_deliveries",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }
 
 CHANNEL_LAYERS = {
@@ -280,6 +286,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The beat's tasks run every few seconds: their routine sent/received/succeeded lines are
+    # dropped where Celery logs them (console/logs.py); their warnings and errors still show.
+    "filters": {"periodic": {"()": "console.logs.QuietPeriodicTasks",
+                             "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()]}},
+    "loggers": {name: {"filters": ["periodic"]}
+                for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")},
 }
 
 # Data plane.
@@ -363,6 +375,14 @@ PADDOCK_STREAM_REDIS_HOSTS = env_list("PADDOCK_STREAM_REDIS_HOSTS")
 # Stream bindings: a message a worker read but never acknowledged (it died) is claimed by another
 # after this long.
 PADDOCK_STREAM_CLAIM_IDLE_MS = env_int("PADDOCK_STREAM_CLAIM_IDLE_MS", 10_000, minimum=100)
+
+# Webhooks (docs/webhooks.md): each delivery is tried this many times, 1, 2, 4, ... s apart (at most
+# the cap), each attempt cut off at the timeout. Targets on loopback, private or link-local
+# addresses are refused unless allowed here (a receiver on the operator's own network; the tests).
+PADDOCK_WEBHOOK_MAX_ATTEMPTS = env_int("PADDOCK_WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+PADDOCK_WEBHOOK_TIMEOUT_SECONDS = env_float("PADDOCK_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+PADDOCK_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("PADDOCK_WEBHOOK_BACKOFF_MAX_SECONDS", 300.0, minimum=1.0)
+PADDOCK_WEBHOOK_ALLOW_PRIVATE = env_bool("PADDOCK_WEBHOOK_ALLOW_PRIVATE", False)
 
 # Sign-ins (console and admin forms): failed ones are counted per account and per address for
 # PADDOCK_LOGIN_THROTTLE_SECONDS; past either limit the form refuses until the window ends. Every

@@ -22,6 +22,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("serving.urls")),
     path("models/", include("registry.urls")),
+    path("webhooks/", include("webhooks.urls")),
     path("", include(console_patterns)),
     path("api/", include("console.api.urls")),
     path("admin/", admin.site.urls),

@@ -19,6 +19,10 @@ class VersionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# The alias a model serves when no deployment names a version; its first ready version carries it.
+CHAMPION = "champion"
+
+
 # KServe v2 datatypes (the protocol's names are the signature's names).
 V2_DATATYPES = [
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",

@@ -57,9 +57,12 @@ class ImmutableFieldError(Exception):
 
 class ModelVersion(models.Model):
     """An immutable artifact plus what Paddock learnt about it. Only the validation outcome
-    (status, reason, report) changes after creation."""
+    (status, reason, report) and the model card (what people write about it) change after creation."""
 
     MUTABLE_FIELDS = frozenset({"status", "status_reason", "validation_report", "validated_at"})
+    # The model card: written by people after the upload (registry.cards.update_version_card),
+    # never part of the artifact or its checksum.
+    CARD_FIELDS = frozenset({"card_markdown", "metrics", "source_run_url", "parent_version", "dataset_sha256"})
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
@@ -84,6 +87,12 @@ class ModelVersion(models.Model):
     # PADDOCK_VALIDATION_MAX_ATTEMPTS, then the version fails.
     validation_attempts = models.PositiveSmallIntegerField(default=0)
     validated_at = models.DateTimeField(null=True, blank=True)
+    card_markdown = models.TextField(blank=True, help_text="The model card: Markdown, shown sanitised")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Training metrics: name → number")
+    source_run_url = models.URLField(max_length=500, blank=True, help_text="The training run (http or https)")
+    parent_version = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                                       related_name="children", help_text="An older version of the same model")
+    dataset_sha256 = models.CharField(max_length=64, blank=True, help_text="sha256 of the training data set")
 
     class Meta:
         ordering = ["model", "-number"]
@@ -96,13 +105,14 @@ class ModelVersion(models.Model):
         return f"{self.model.name} v{self.number}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Insert freely; once stored, only with update_fields among MUTABLE_FIELDS and validation_started_at."""
+        """Insert freely; once stored, only with update_fields among MUTABLE_FIELDS, CARD_FIELDS and
+        validation_started_at."""
         if not self._state.adding:
             fields = kwargs.get("update_fields")
-            if fields is None or not set(fields) <= self.MUTABLE_FIELDS | {"validation_started_at"}:
+            if fields is None or not set(fields) <= self.MUTABLE_FIELDS | self.CARD_FIELDS | {"validation_started_at"}:
                 raise ImmutableFieldError(
                     "a model version is immutable: save(update_fields=...) with only "
-                    + ", ".join(sorted(self.MUTABLE_FIELDS))
+                    + ", ".join(sorted(self.MUTABLE_FIELDS | self.CARD_FIELDS))
                 )
         super().save(*args, **kwargs)
 
@@ -119,6 +129,16 @@ class ModelVersion(models.Model):
             "size": self.size,
             "format": self.format,
             "status": self.status,
+        }
+
+    def card_snapshot(self) -> dict[str, Any]:
+        """The audit log's (and the API's) view of the model card: the parent by its number."""
+        return {
+            "card_markdown": self.card_markdown,
+            "metrics": dict(self.metrics),
+            "source_run_url": self.source_run_url,
+            "parent_version": self.parent_version.number if self.parent_version else None,
+            "dataset_sha256": self.dataset_sha256,
         }
 
 

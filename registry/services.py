@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import posixpath
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,11 @@ from django.utils.text import get_valid_filename
 from console.audit import Actor, record_event
 from console.errors import Conflict, InvalidInput, PayloadTooLarge, full_disk_is_507
 from console.models import Team
-from registry.choices import VersionStatus
+from registry import storage
+from registry.choices import CHAMPION, VersionStatus
 from registry.inspection import ArtifactRejected, inspect_artifact
 from registry.models import Alias, ModelVersion, RegisteredModel, slug_validator
+from webhooks import events as webhook_events
 
 _CHUNK = 1024 * 1024
 
@@ -116,13 +117,13 @@ def delete_model(*, actor: Actor, model: RegisteredModel) -> None:
     """
     with transaction.atomic():
         model = RegisteredModel.objects.select_for_update(of=("self",)).select_related("team", "owner").get(pk=model.pk)
-        files = [name for version in model.versions.all() for name in _stored_files(version)]
+        files = [name for version in model.versions.all() for name in storage.stored_files(version)]
         for action, row, before in rows_removed_with(model):
             record_event(actor=actor, action=action, obj=row, before=before)
             row.delete()
         record_event(actor=actor, action="model.delete", obj=model, before=model.snapshot())
         model.delete()
-        transaction.on_commit(lambda: _remove(files, prune=True))
+        transaction.on_commit(lambda: storage.remove_files(files, prune=True))
 
 
 @full_disk_is_507
@@ -194,13 +195,13 @@ def register_version(*, actor: Actor, model: RegisteredModel, upload: UploadedFi
                 validate_version.delay_on_commit(version.pk)
         except IntegrityError:
             # The same files won a race with this upload: answer with that version.
-            _remove(stored)
+            storage.remove_files(stored)
             existing = model.versions.filter(sha256=checksum).first()
             if existing is None:
                 raise
             return existing, False
         except BaseException:
-            _remove(stored, prune=True)
+            storage.remove_files(stored, prune=True)
             raise
     return version, True
 
@@ -282,46 +283,6 @@ def _removed_if_half_written(name: str) -> Iterator[None]:
         raise
 
 
-def _stored_files(version: ModelVersion) -> list[str]:
-    folder = posixpath.dirname(version.artifact.name)
-    external = [posixpath.join(folder, part) for part in version.metadata.get("external_data", [])]
-    return [version.artifact.name, *external]
-
-
-def _remove(names: list[str], prune: bool = False) -> None:
-    """Delete stored files; with `prune`, then the folders they leave empty (local storage only)."""
-    for name in names:
-        with contextlib.suppress(OSError):
-            default_storage.delete(name)
-    if not prune:
-        return
-    # models/<model>/<number>/... : the version's folders and the model's, not `models` itself.
-    folders = {parent for name in names for parent in Path(name).parents if len(parent.parts) > 1}
-    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):  # the deepest first
-        with contextlib.suppress(OSError, NotImplementedError):
-            os.rmdir(default_storage.path(str(folder)))  # fails, harmlessly, unless the folder is empty
-
-
-@contextlib.contextmanager
-def local_artifact(version: ModelVersion) -> Iterator[Path]:
-    """A filesystem path to the artifact, with its external data beside it; copied out of
-    storage into a temporary folder when the storage is not a local filesystem."""
-    try:
-        yield Path(default_storage.path(version.artifact.name))
-        return
-    except NotImplementedError:
-        pass
-    folder = posixpath.dirname(version.artifact.name)
-    with tempfile.TemporaryDirectory(prefix="paddock-artifact-") as scratch:
-        names = [posixpath.basename(version.artifact.name), *version.metadata.get("external_data", [])]
-        for relative in names:
-            target = Path(scratch) / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with default_storage.open(posixpath.join(folder, relative), "rb") as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out)
-        yield Path(scratch) / names[0]
-
-
 def claim_validation(*, actor: Actor, version_id: int, stale_before: Any = None) -> bool:
     """Move a version to `validating` with a conditional UPDATE, audited in its transaction;
     False when someone else already has it (or it is done). With `stale_before`, also take over
@@ -351,6 +312,8 @@ def claim_validation(*, actor: Actor, version_id: int, stale_before: Any = None)
         after: dict[str, Any] = {"status": VersionStatus.FAILED, "reason": failed, "provider": None} if failed else {
             "status": VersionStatus.VALIDATING, "started_at": now.isoformat(), "attempt": version.validation_attempts}
         record_event(actor=actor, action=action, obj=version, before=before, after=after)
+        if failed:
+            webhook_events.version_finished(version)
     return not failed
 
 
@@ -366,6 +329,24 @@ def finish_validation(*, actor: Actor, version_id: int, report: dict[str, Any] |
         action = "version.validation_failed" if error else "version.validated"
         after = {"status": version.status, "reason": error, "provider": (report or {}).get("provider")}
         record_event(actor=actor, action=action, obj=version, before=before, after=after)
+        webhook_events.version_finished(version)
+        if not error:
+            _crown_first_ready(actor=actor, version=version)
+
+
+def _crown_first_ready(*, actor: Actor, version: ModelVersion) -> None:
+    """The model's first ready version becomes its `champion` (audited `alias.set`), so that it
+    serves; a later version never moves what serves: a person promotes it (the alias, the
+    deployment or a rollout). Runs in finish_validation's transaction, the model's row locked so
+    that two versions becoming ready at once crown one."""
+    RegisteredModel.objects.select_for_update().filter(pk=version.model_id).values_list("pk").first()
+    if ModelVersion.objects.filter(model_id=version.model_id, status=VersionStatus.READY).exclude(
+            pk=version.pk).exists() or Alias.objects.filter(model_id=version.model_id, name=CHAMPION).exists():
+        return
+    alias = Alias.objects.create(model_id=version.model_id, name=CHAMPION, version=version)
+    record_event(actor=actor, action="alias.set", obj=alias, before=None,
+                 after={"alias": CHAMPION, "version": version.number, "reason": "the model's first ready version"})
+    webhook_events.alias_moved(alias, None)
 
 
 def set_alias(*, actor: Actor, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
@@ -384,6 +365,7 @@ def set_alias(*, actor: Actor, model: RegisteredModel, name: str, version: Model
             alias.save(update_fields=["version", "updated_at"])
         record_event(actor=actor, action="alias.set", obj=alias, before=before,
                      after={"alias": name, "version": version.number})
+        webhook_events.alias_moved(alias, before)
     return alias
 
 

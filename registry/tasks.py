@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from console.audit import Actor
 from console.tasks import skipped_while_database_down
-from registry import services
+from registry import services, storage
 from registry.choices import VersionStatus
 from registry.isolation import Limits, Outcome, validate_in_child
 from registry.models import ModelVersion
@@ -30,7 +30,7 @@ def validate_version(version_id: int, retry_stale: bool = False) -> str:
         return "already claimed or done"
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
     try:
-        with services.local_artifact(version) as path:
+        with storage.local_artifact(version) as path:
             outcome = validate_in_child(
                 path, fmt=version.format, inputs=version.inputs, outputs=version.outputs,
                 max_batch=settings.PADDOCK_VALIDATION_MAX_BATCH, limits=Limits.from_settings(),

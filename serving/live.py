@@ -5,10 +5,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from registry.models import RegisteredModel
+from registry.models import ModelVersion, RegisteredModel
 from serving import livestats
 from serving.v2.routes import ModelRoute, load_model_route, load_routes
-from serving.v2.wire import fresh_heartbeats, holders_by_stream, workers_key
+from serving.v2.wire import fresh_heartbeats, holders_by_stream, stream_key, workers_key
 
 
 def _point(second: int, counts: Any) -> dict[str, Any]:
@@ -60,3 +60,9 @@ def _figures(name: str, route: ModelRoute | None, seconds: int, conn: Any,
     figures.update(active=route.active, routes=[{"version": n, "weight": w} for n, w in route.weights],
                    shadow={"version": route.shadow[0], "percent": route.shadow[1]} if route.shadow else None)
     return figures
+
+
+def version_holders(version: ModelVersion, conn: Any) -> tuple[int, int]:
+    """How many live workers hold the version, and how many live workers there are."""
+    beats = fresh_heartbeats(conn.hgetall(workers_key()))
+    return len(holders_by_stream(beats).get(stream_key(version.pk, version.sha256), [])), len(beats)

@@ -35,14 +35,16 @@ from django.utils import timezone
 
 from console.audit import Actor, record_event
 from console.errors import Conflict, Forbidden, InvalidInput, NotFound
-from registry.models import ModelVersion, RegisteredModel
+from registry.choices import CHAMPION
+from registry.models import RegisteredModel
 from registry.services import set_alias
 from serving import gates as gates_stats
 from serving import livestats
+from serving.live import version_holders
 from serving.models import GATE_DEFAULTS, Deployment, Rollout, RolloutEvent, RolloutState, RolloutStrategy
 from serving.services import lock_deployment, set_traffic
 from serving.v2.routes import load_model_route
-from serving.v2.wire import fresh_heartbeats, holders_by_stream, stream_key, workers_key
+from webhooks import events as webhook_events
 
 # The step before the first: the candidate is held warm by the workers, no traffic yet, so that
 # its first requests do not wait for a load (and its first figures are not a cold start's).
@@ -184,7 +186,7 @@ def _end(actor: Actor, rollout: Rollout, state: str, kind: str, reason: str, fig
 
 def _promote(actor: Actor, rollout: Rollout, deployment: Deployment, reason: str) -> None:
     set_traffic(actor=actor, deployment=deployment, active=rollout.candidate_version)
-    set_alias(actor=actor, model=rollout.model, name="champion", version=rollout.candidate_version)
+    set_alias(actor=actor, model=rollout.model, name=CHAMPION, version=rollout.candidate_version)
     _end(actor, rollout, RolloutState.PROMOTED, "promote", reason, rollout.last_check)
 
 
@@ -200,6 +202,7 @@ def _event(actor: Actor, rollout: Rollout, kind: str, message: str, figures: dic
                  after={"model": rollout.model.name, "candidate": rollout.candidate_version.number,
                         "stable": rollout.stable_version.number, "strategy": rollout.strategy,
                         "message": message, "figures": figures})
+    webhook_events.rollout_changed(rollout, kind, message, figures)
 
 
 # -- people's controls -----------------------------------------------------------------------
@@ -345,12 +348,6 @@ def judge(rollout: Rollout, now: float | None = None, conn: Any = None) -> dict[
     }
 
 
-def holders(version: ModelVersion, conn: Any) -> tuple[int, int]:
-    """How many live workers hold the version, and how many live workers there are."""
-    beats = fresh_heartbeats(conn.hgetall(workers_key()))
-    return len(holders_by_stream(beats).get(stream_key(version.pk, version.sha256), [])), len(beats)
-
-
 def tick(rollout_id: int, now: float | None = None) -> str:
     """One gate check of one running rollout (beat calls this for each); returns what happened."""
     actor = Actor.system("rollouts")
@@ -362,7 +359,7 @@ def tick(rollout_id: int, now: float | None = None) -> str:
             return "not running"
         deployment = Deployment.objects.select_for_update().get(model=rollout.model)
         if rollout.step_index == WARMING:
-            warm, live = holders(rollout.candidate_version, conn)
+            warm, live = version_holders(rollout.candidate_version, conn)
             needed = max(1, min(deployment.min_workers, live))
             rollout.last_check = {"at": int(time.time()), "warm_workers": warm, "needed": needed}
             rollout.save(update_fields=["last_check"])

@@ -11,6 +11,7 @@ from console.errors import Conflict, InvalidInput, NotFound
 from registry.models import ModelVersion, RegisteredModel
 from serving.models import Deployment, Rollout, RolloutState
 from serving.v2.wire import MAX_QUEUE_DELAY_MS
+from webhooks import events as webhook_events
 
 SETTINGS = ("max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes", "max_queue_depth",
             "default_timeout_ms", "min_workers", "instances")
@@ -81,6 +82,7 @@ def configure_deployment(*, actor: Actor, model: RegisteredModel, changes: dict[
         deployment.save()
         record_event(actor=actor, action="deployment.configure", obj=deployment, before=before,
                      after=deployment.snapshot())
+        webhook_events.deployment_changed(deployment, before, "configure")
     return deployment
 
 
@@ -115,6 +117,7 @@ def set_traffic(*, actor: Actor, deployment: Deployment, routes: list[dict[str, 
     _stamp(deployment, actor)
     deployment.save()
     record_event(actor=actor, action="deployment.traffic", obj=deployment, before=before, after=deployment.snapshot())
+    webhook_events.deployment_changed(deployment, before, "traffic")
 
 
 def deployment_is_steered(deployment: Deployment) -> bool:
@@ -123,11 +126,12 @@ def deployment_is_steered(deployment: Deployment) -> bool:
 
 
 def delete_deployment(*, actor: Actor, deployment: Deployment) -> None:
-    """Remove a model's serving settings: it is then served by its champion, else its newest ready version."""
+    """Remove a model's serving settings: it is then served by its champion (else by nothing)."""
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().select_related("model").get(pk=deployment.pk)
         if deployment_is_steered(deployment):
             raise Conflict(f"a rollout of model '{deployment.model.name}' is live and owns its deployment: "
                            "promote or roll it back first")
         record_event(actor=actor, action="deployment.delete", obj=deployment, before=deployment.snapshot())
+        webhook_events.deployment_changed(deployment, deployment.snapshot(), "delete")
         deployment.delete()

@@ -1,7 +1,6 @@
 """Console pages of the serving side: a model's traffic and rollouts (fragments of the model
 page, htmx), and the dashboard across every model the person can see."""
 
-from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -16,16 +15,14 @@ from console.access import can_change_team, get_visible_model, visible_models
 from console.audit import Actor
 from console.errors import Forbidden, InvalidInput, NotFound, PaddockError
 from console.htmx import htmx_partial
-from registry.choices import VersionStatus
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import RegisteredModel
 from serving import live, livestats, rollouts
+from serving.forms import GATE_FIELDS
 from serving.jobs import progress
 from serving.metrics import live_workers, workers_seen_by
-from serving.models import GATE_DEFAULTS, BatchJob, JobState, Rollout, RolloutState, RolloutStrategy, StreamBinding
+from serving.models import BatchJob, Deployment, JobState, Rollout, RolloutState, StreamBinding
 from serving.streams import status
 from serving.v2.routes import load_model_route
-
-GATE_FIELDS = list(GATE_DEFAULTS.items())
 
 
 def _model(request: HttpRequest, name: str) -> RegisteredModel:
@@ -41,12 +38,32 @@ def panel_context(request: HttpRequest, model: RegisteredModel, error: str = "")
     weights = route.weights if route else []
     current = Rollout.objects.filter(model=model).select_related(
         "stable_version", "candidate_version", "approved_by").prefetch_related("events").first()
+    live_rollout = current is not None and current.state in RolloutState.live()
     return {
         "model": model, "weights": weights, "shadow": route.shadow if route else None,
-        "standby": route.standby if route else None, "rollout": current,
-        "live": current is not None and current.state in RolloutState.live(),
+        "standby": route.standby if route else None, "rollout": current, "live": live_rollout,
+        "serving": route.active if route else None,  # the rollout form leaves it out of the candidates
+        "serving_reason": serving_reason(model, weights, current if live_rollout else None),
         "can_change": can_change_team(request.user, model.team_id), "error": error,
     }
+
+
+def serving_reason(model: RegisteredModel, weights: list[tuple[int, float]], rollout: Rollout | None) -> str:
+    """Why the model's traffic goes where it does, in a sentence for its page: uploading a
+    version never changes it, so the answer always names what a person (or the first ready
+    version's crowning) did."""
+    if rollout is not None:
+        return (f"a {rollout.get_strategy_display().lower()} rollout is moving traffic from "
+                f"v{rollout.stable_version.number} to v{rollout.candidate_version.number}")
+    if len(weights) > 1:
+        return "the deployment splits traffic between these versions"
+    if not weights:
+        return ("no version serves: none carries the champion alias and the deployment names none; "
+                "promote a ready version (set its champion alias, or start a rollout)")
+    number = weights[0][0]
+    if Deployment.objects.filter(model=model, active_version__number=number).exists():
+        return f"the deployment names v{number} (promoted); newer versions serve only when promoted"
+    return f"v{number} carries the champion alias; newer versions serve only when promoted"
 
 
 @login_required
@@ -61,6 +78,13 @@ def _number(raw: str, name: str) -> float:
         raise InvalidInput(f"{name} must be a number") from None
 
 
+def _whole(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number") from None
+
+
 @login_required
 @require_POST
 def rollout_start(request: HttpRequest, name: str) -> HttpResponse:
@@ -71,11 +95,12 @@ def rollout_start(request: HttpRequest, name: str) -> HttpResponse:
             raise Forbidden(f"the engineer role in team '{model.team.name}' is required to change this model")
         form = request.POST
         steps = [_number(s.strip(), "each step") for s in form.get("steps", "").split(",") if s.strip()]
-        gates = {gate: _number(form[gate], gate) for gate, _ in GATE_FIELDS if form.get(gate, "").strip()}
+        gates = {gate.name: _number(form[gate.name], gate.label) for gate in GATE_FIELDS
+                 if form.get(gate.name, "").strip()}
         rollouts.start_rollout(
-            actor=Actor.from_request(request), model=model, candidate=int(form.get("candidate") or 0),
+            actor=Actor.from_request(request), model=model, candidate=_whole(form.get("candidate") or "0", "candidate"),
             strategy=form.get("strategy", ""), steps=steps or None,
-            step_seconds=int(_number(form.get("step_seconds") or "60", "step seconds")), gates=gates,
+            step_seconds=_whole(form.get("step_seconds") or "60", "step seconds"), gates=gates,
             require_approval=form.get("require_approval") == "on",
             auto_promote=form.get("auto_promote", "on") == "on",
             sticky_by=form.get("sticky_by", ""), sticky_key=form.get("sticky_key", "").strip())
@@ -100,12 +125,6 @@ def rollout_action(request: HttpRequest, name: str, rollout_id: int, action: str
     except PaddockError as exc:
         error, status = exc.message, exc.http_status
     return render(request, "serving/_traffic_panel.html", panel_context(request, model, error), status=status)
-
-
-def rollout_form_context(versions: Iterable[ModelVersion]) -> dict[str, Any]:
-    """The rollout form's choices; the candidates are the model's ready versions, newest first."""
-    candidates = sorted((v for v in versions if v.status == VersionStatus.READY), key=lambda v: -v.number)
-    return {"strategies": RolloutStrategy.choices, "gate_fields": GATE_FIELDS, "candidates": candidates}
 
 
 def _dashboard_row(model: RegisteredModel, figures: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["console", "registry", "serving", "workers", "bench"]
+PACKAGES = ["console", "registry", "serving", "workers", "webhooks", "paddock_cli", "bench"]
 MAX_MODULE_LINES = 400
 # What the data plane may import from the rest of Paddock: errors, the rows it routes by, the
 # token check it shares with the API, and the figures it counts. Never pages, services or rollouts.

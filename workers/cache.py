@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from registry.models import ModelVersion
-from registry.services import local_artifact
+from registry.storage import local_artifact
 from registry.validation import smoke_inputs
 from serving.v2.wire import stream_key
 from workers.runtimes import Runtime, load_runtime

@@ -9,6 +9,7 @@ from console.api import views
 urlpatterns = [
     path("v1/", include("registry.api.urls")),
     path("v1/", include("serving.api.urls")),
+    path("v1/", include("webhooks.api.urls")),
     path("v1/tokens/", views.TokenListView.as_view(), name="token_list"),
     path("v1/tokens/<int:token_id>/", views.TokenDetailView.as_view(), name="token_detail"),
     path("v1/audit/", views.AuditEventListView.as_view(), name="audit_list"),

@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from console.models import Team
+from registry.cards import MAX_MARKDOWN_CHARS, MAX_URL_CHARS, render_card
 from registry.choices import ArtifactFormat
 from registry.models import Alias, ModelVersion, RegisteredModel
 
@@ -106,3 +107,39 @@ class AliasSetSerializer(serializers.Serializer):
     """The version number an alias is to point at."""
 
     version = serializers.IntegerField(min_value=1)
+
+
+class VersionCardSerializer(serializers.ModelSerializer):
+    """A version's model card: its Markdown (and that Markdown rendered to sanitised HTML),
+    training metrics, source run, parent version (by number) and data set hash."""
+
+    model = serializers.CharField(source="model.name", read_only=True)
+    metrics = serializers.DictField(child=serializers.FloatField(), read_only=True)
+    parent_version = serializers.IntegerField(source="parent_version.number", read_only=True, default=None)
+    html = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["model", "number", "card_markdown", "html", "metrics", "source_run_url", "parent_version",
+                  "dataset_sha256"]
+        read_only_fields = fields
+
+    def get_html(self, version: ModelVersion) -> str:
+        """card_markdown as the console shows it: sanitised (no script, event handler or image)."""
+        return str(render_card(version.card_markdown))
+
+
+class VersionCardUpdateSerializer(serializers.Serializer):
+    """The card fields to change (documents the schema; registry.cards checks them); those
+    omitted stay, null or "" clears one."""
+
+    card_markdown = serializers.CharField(required=False, allow_blank=True, allow_null=True,
+                                          max_length=MAX_MARKDOWN_CHARS)
+    metrics = serializers.DictField(child=serializers.FloatField(), required=False, allow_null=True,
+                                    help_text="Replaces the whole object: metric name → number")
+    source_run_url = serializers.URLField(required=False, allow_blank=True, allow_null=True,
+                                          max_length=MAX_URL_CHARS, help_text="http:// or https://")
+    parent_version = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                              help_text="An older version of the same model")
+    dataset_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True,
+                                            allow_null=True)

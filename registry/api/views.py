@@ -5,9 +5,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
+from django.http import FileResponse, QueryDict, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,16 +20,19 @@ from console.audit import Actor
 from console.bodylimit import MULTIPART_OVERHEAD_BYTES
 from console.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from console.models import Membership, Team
-from registry import services
+from registry import cards, downloads, services
 from registry.api.serializers import (
     AliasSerializer,
     AliasSetSerializer,
     ModelCreateSerializer,
     ModelSerializer,
     ModelUpdateSerializer,
+    VersionCardSerializer,
+    VersionCardUpdateSerializer,
     VersionSerializer,
     VersionUploadSerializer,
 )
+from registry.downloads import artifact_response
 from registry.models import Alias, ModelVersion, RegisteredModel
 
 
@@ -225,3 +230,49 @@ class AliasDetailView(APIView):
         require_engineer(request.user, model)
         services.delete_alias(actor=Actor.from_request(request), alias=self._alias(model, alias))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Routes with and without the trailing slash pass the number as digits: documented as the integer it is.
+_NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="The version's number")
+
+
+class VersionArtifactView(APIView):
+    """The version's artifact, streamed as an attachment and audited (`version.downloaded`)."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:
+        """Any Accept header (`application/zip`, `application/octet-stream`) gets the file; only
+        an error is rendered, as JSON."""
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(parameters=[_NUMBER],
+                   responses={(200, "application/octet-stream"): bytes, (200, "application/zip"): bytes})
+    def get(self, request: Request, name: str, number: str) -> FileResponse | StreamingHttpResponse:
+        """The model file as uploaded, or a zip of it and its external data files under their
+        relative names; `X-Checksum-Sha256` is the version's sha256 (for a zip, its checksum over
+        the files, docs/api.md), `ETag` the same."""
+        version = _version(_model(request, name), int(number))
+        return artifact_response(downloads.download_version(actor=Actor.from_request(request), version=version))
+
+
+class VersionCardView(APIView):
+    """The version's model card: read it, or change some of its fields (engineers of the team)."""
+
+    def _version(self, request: Request, name: str, number: str) -> ModelVersion:
+        return _version(_model(request, name), int(number))
+
+    @extend_schema(parameters=[_NUMBER], responses=VersionCardSerializer)
+    def get(self, request: Request, name: str, number: str) -> Response:
+        """The card, its Markdown also rendered as sanitised HTML."""
+        return Response(VersionCardSerializer(self._version(request, name, number)).data)
+
+    @extend_schema(parameters=[_NUMBER], request=VersionCardUpdateSerializer, responses=VersionCardSerializer)
+    def patch(self, request: Request, name: str, number: str) -> Response:
+        """Change the fields sent; 400 names a field that does not fit (a metric that is not a
+        number, a URL that is not http(s), a hash that is not 64 hex, a parent that is not an
+        older version of this model)."""
+        version = self._version(request, name, number)
+        require_engineer(request.user, version.model)
+        data = request.data
+        changes = data.dict() if isinstance(data, QueryDict) else data
+        version = cards.update_version_card(actor=Actor.from_request(request), version=version, changes=changes)
+        return Response(VersionCardSerializer(version).data)

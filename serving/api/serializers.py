@@ -45,7 +45,7 @@ class DeploymentUpdateSerializer(serializers.Serializer):
     """The settings to change; those omitted stay as they are."""
 
     active_version = serializers.IntegerField(min_value=1, allow_null=True, required=False,
-                                              help_text="null: the champion alias, else the newest ready version")
+                                              help_text="null: the champion alias (else nothing serves)")
     max_batch_size = serializers.IntegerField(min_value=0, max_value=4096, required=False)
     max_queue_delay_ms = serializers.IntegerField(min_value=0, max_value=MAX_QUEUE_DELAY_MS, required=False)
     preferred_batch_sizes = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=4096),

@@ -34,8 +34,7 @@ from serving.models import Deployment, Rollout
 
 class DeploymentView(APIView):
     """A model's deployment: which version answers and how requests are batched and queued.
-    A model never configured shows the defaults (it serves its champion, else its newest ready
-    version)."""
+    A model never configured shows the defaults (it serves its champion alias)."""
 
     def _deployment(self, request: Request, name: str) -> tuple[Deployment, bool]:
         model = get_visible_model(request.user, name, request_token(request))
@@ -45,7 +44,7 @@ class DeploymentView(APIView):
     @extend_schema(responses=DeploymentSerializer)
     def get(self, request: Request, name: str) -> Response:
         """The model's serving settings and the version traffic goes to now. A model never
-        configured shows the defaults (it serves its champion, else its newest ready version)."""
+        configured shows the defaults (it serves its champion alias)."""
         deployment, _ = self._deployment(request, name)
         return Response(DeploymentSerializer(deployment).data)
 

@@ -9,12 +9,12 @@ from django.utils import timezone
 
 
 class Deployment(models.Model):
-    """Per-model serving settings. A model without one is served by its `champion` alias, or
-    else its newest ready version, with the defaults below."""
+    """Per-model serving settings. A model without one (or without an active version) is served
+    by its `champion` alias, with the defaults below; without a champion, by nothing."""
 
     model = models.OneToOneField("registry.RegisteredModel", on_delete=models.CASCADE, related_name="deployment")
     active_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, null=True, blank=True,
-                                       related_name="+", help_text="Empty: the champion alias, else the newest")
+                                       related_name="+", help_text="Empty: the champion alias")
     max_batch_size = models.PositiveIntegerField(default=64, help_text="0: no batching, one request at a time")
     max_queue_delay_ms = models.PositiveIntegerField(default=0, help_text="0: never wait when idle")
     preferred_batch_sizes = models.JSONField(default=list, blank=True)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 
 from console.errors import ServiceUnavailable
-from registry.choices import VersionStatus
+from registry.choices import CHAMPION, VersionStatus
 from registry.models import Alias, ModelVersion, RegisteredModel
 from serving.models import DEFAULTS, Deployment
 from serving.v2.outage import DATABASE_DOWN, OutageLog, closing_on_outage, not_cached, too_old
@@ -116,14 +116,14 @@ def _traffic(deployment: Deployment | None, versions: dict[int, VersionRoute]) -
 
 
 def _active(model: RegisteredModel, deployment: Deployment | None, versions: dict[int, VersionRoute]) -> int | None:
-    """The deployment's version; else the champion alias; else the newest ready version."""
+    """The deployment's version; else the champion alias (a model's first ready version carries
+    it from the start); else none: a new version never serves until a person promotes it."""
     if deployment is not None and deployment.active_version_id is not None:
         return _number(versions, deployment.active_version_id)
-    champion = next((a for a in model.aliases.all() if a.name == "champion"), None)
+    champion = next((a for a in model.aliases.all() if a.name == CHAMPION), None)
     if champion is not None and champion.version.status == VersionStatus.READY:
         return champion.version.number
-    ready = [n for n, v in versions.items() if v.is_servable()]
-    return max(ready) if ready else None
+    return None
 
 
 def _route(model: RegisteredModel) -> ModelRoute:

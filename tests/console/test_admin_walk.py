@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group, Permission
-from django.db import models
+from django.db import models, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -25,6 +25,8 @@ from serving import rollouts
 from serving.models import Deployment, MetricRollup, Rollout, RolloutEvent
 from serving.services import configure_deployment
 from tests.conftest import ready_version
+from webhooks import services as webhook_services
+from webhooks.models import Delivery, Webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -174,6 +176,19 @@ def make_rollout(cast: dict[str, Any], teams: dict[str, Team], n: int) -> Rollou
     return make_model(cast, teams, n).rollouts.latest("id")
 
 
+def make_webhook(cast: dict[str, Any], teams: dict[str, Team], n: int) -> Webhook:
+    webhook, _ = webhook_services.create_webhook(actor=SYSTEM, team=teams["ml"], url=f"https://93.184.216.34/{n}",
+                                                 events=["alias.moved"])
+    return webhook
+
+
+def make_delivery(cast: dict[str, Any], teams: dict[str, Team], n: int) -> Delivery:
+    webhook = make_webhook(cast, teams, n)
+    with transaction.atomic():
+        sent = webhook_services.emit(event="alias.moved", team_id=webhook.team_id, data={"model": "churn"})
+    return next(delivery for delivery in sent if delivery.webhook_id == webhook.pk)
+
+
 @dataclass
 class Case:
     """How one admin is walked: a row to walk with, the fields the change form edits, and the
@@ -205,6 +220,8 @@ CASES = {
     "serving.deployment": Case(make_deployment, {"max_queue_depth": "77"}, {"deployment.configure": 1},
                                {"deployment.delete": 1}),
     "serving.rollout": Case(make_rollout),
+    "webhooks.webhook": Case(make_webhook),
+    "webhooks.delivery": Case(make_delivery),
 }
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label_lower)
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 # Queries per request, the session's and the user's included.
 BUDGETS = {
-    "/models/": 5,  # models, their versions, their aliases with the version
+    "/models/": 6,  # the page of models and their count (for the pages), their versions, their aliases with the version
     "/dashboard/": 9,  # models with live rollouts (2), their routes (3), stream bindings, live jobs
     "/models/m01/": 11,  # model, versions + aliases, route (3), rollout + timeline, the engineer's role
     "/models/m01/traffic/": 9,  # polled every 2 s: model, route (3), rollout + timeline, the engineer's role

@@ -347,7 +347,8 @@ def test_deployment_changes_take_effect_without_a_restart(served: Served, web_se
     actor = Actor(user=cast["engineer"])
     register_ready(actor=actor, model=served.version.model, data=built.mlp_onnx(inputs=8, outputs=3, seed=5))
     api = client_for("engineer", "read", "manage")
-    # Without a deployment the newest ready version answers; pin v1, then move to v2.
+    # Without a deployment the champion (v1, the first ready version) answers, not the newer v2;
+    # pin v1, then move to v2.
     response = api.patch("/api/v1/deployments/iris/", {"active_version": 1, "max_queue_depth": 50}, format="json")
     assert response.status_code == 200 and response.json()["serving_version"] == 1
     document = {"inputs": [x_input([1, 8])]}
@@ -375,18 +376,21 @@ def test_deployment_changes_take_effect_without_a_restart(served: Served, web_se
 def test_a_pinned_version_no_worker_holds_is_loaded_on_first_request(served: Served, web_server: str,
                                                                      cast: dict[str, Any]) -> None:
     actor = Actor(user=cast["engineer"])
-    register_ready(actor=actor, model=served.version.model, data=built.mlp_onnx(inputs=8, outputs=3, seed=9))
+    two = register_ready(actor=actor, model=served.version.model, data=built.mlp_onnx(inputs=8, outputs=3, seed=9))
     client = triton_client(web_server)
     headers = {"Authorization": f"Bearer {served.token}"}
-    wait_until(lambda: client.is_model_ready("iris", "2", headers=headers), timeout=30)
-    # v2 is the newest, so it answers; v1 (never used) is unloaded.
-    wait_until(lambda: not client.is_model_ready("iris", "1", headers=headers), timeout=10)
+    # Uploading v2 changed nothing: v1, the champion, serves and is held; v2 is held by no worker.
+    wait_until(lambda: client.is_model_ready("iris", "1", headers=headers), timeout=30)
+    # Once the web process's route cache knows v2 (its metadata answers), no worker holds it yet.
+    wait_until(lambda: call(web_server, "GET", "/v2/models/iris/versions/2", token=served.token)[0] == 200, timeout=10)
+    assert not client.is_model_ready("iris", "2", headers=headers)
     x = rows(3)
     tensor = triton.InferInput("x", [3, 8], "FP32")
     tensor.set_data_from_numpy(x)
-    result = client.infer("iris", [tensor], model_version="1", headers=headers)
-    np.testing.assert_allclose(result.as_numpy("probs"), reference(served, x), rtol=1e-5, atol=1e-6)
-    wait_until(lambda: client.is_model_ready("iris", "1", headers=headers), timeout=5)  # heartbeats: 1 s
+    result = client.infer("iris", [tensor], model_version="2", headers=headers)
+    expected = ort.InferenceSession(two.artifact.path).run(None, {"x": x})[0]
+    np.testing.assert_allclose(result.as_numpy("probs"), expected, rtol=1e-5, atol=1e-6)
+    wait_until(lambda: client.is_model_ready("iris", "2", headers=headers), timeout=5)  # heartbeats: 1 s
 
 
 def test_metrics_are_prometheus_text(served: Served, web_server: str) -> None:

@@ -171,14 +171,14 @@ def test_every_deployment_write_of_a_rollout_is_stamped_and_audited(iris: Any, c
 @pytest.mark.django_db
 def test_a_rollout_of_a_model_without_a_deployment_creates_one_audited(iris: Any, client_for: Any,
                                                                        cast: dict[str, Any]) -> None:
-    Deployment.objects.filter(model=iris).delete()  # served by its newest ready version, v2
-    body = start(client_for("engineer"), candidate=1, strategy="direct").json()
+    Deployment.objects.filter(model=iris).delete()  # served by its champion, v1 (its first ready version)
+    body = start(client_for("engineer"), candidate=2, strategy="direct").json()
     assert body["state"] == "promoted"
     actions = AuditEvent.objects.filter(action__startswith="deployment.").order_by("id").values_list("action",
                                                                                                     flat=True)
     assert list(actions) == ["deployment.create", "deployment.traffic"]
     deployment = Deployment.objects.get(model=iris)
-    assert deployment.updated_by == cast["engineer"] and deployment.snapshot()["active_version"] == 1
+    assert deployment.updated_by == cast["engineer"] and deployment.snapshot()["active_version"] == 2
 
 
 @pytest.mark.django_db

@@ -16,6 +16,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from console.supervisor import Child, Supervisor
 
 
+def stack_commands(host: str, port: str) -> dict[str, list[str]]:
+    """The children's command lines. Worker and beat log at INFO; the beat's tasks' routine lines
+    (a few a second) are dropped by settings.LOGGING's filter, their warnings and errors are not."""
+    python = sys.executable
+    return {
+        "web": [python, "-m", "serving.v2.server", "--host", host, "--port", port],
+        "worker": [python, "-m", "celery", "-A", "console", "worker", "-l", "INFO", "-P", "solo",
+                   "-n", "paddock-worker@%h"],
+        "beat": [python, "-m", "celery", "-A", "console", "beat", "-l", "INFO",
+                 "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
+    }
+
+
 class Command(BaseCommand):
     help = "Run Paddock (web, worker, beat) in the foreground, with an embedded Redis when needed."
 
@@ -36,16 +49,7 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
             call_command("ensure_admin")
             call_command("register_demo_model")
-            python = sys.executable
-            commands = {
-                "web": [python, "-m", "serving.v2.server", "--host", str(options["host"]),
-                        "--port", str(options["port"])],
-                "worker": [python, "-m", "celery", "-A", "console", "worker", "-l", "INFO",
-                           "-P", "solo", "-n", "paddock-worker@%h"],
-                "beat": [python, "-m", "celery", "-A", "console", "beat", "-l", "INFO",
-                         "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
-            }
-            for name, command in commands.items():
+            for name, command in stack_commands(str(options["host"]), str(options["port"])).items():
                 child = Child(name, command)
                 child.start()
                 children.append(child)

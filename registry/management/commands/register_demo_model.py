@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from console.audit import Actor
 from console.services import ensure_team
 from registry import services
+from registry.choices import CHAMPION
 from registry.demo import DEMO_MODEL_NAME, build_demo_onnx
 from registry.models import RegisteredModel
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
             )
         upload = SimpleUploadedFile("demo-mlp.onnx", build_demo_onnx(), content_type="application/octet-stream")
         version, created = services.register_version(actor=actor, model=model, upload=upload)
-        if not model.aliases.filter(name="champion").exists():
-            services.set_alias(actor=actor, model=model, name="champion", version=version)
+        if not model.aliases.filter(name=CHAMPION).exists():
+            services.set_alias(actor=actor, model=model, name=CHAMPION, version=version)
         state = "registered" if created else "already registered"
         self.stdout.write(f"demo model {model.name} v{version.number} {state} ({version.status})")

@@ -1,0 +1,2 @@
+"""Signed webhooks per team: a team's receivers hear of versions, aliases, deployments and rollouts
+(docs/webhooks.md)."""

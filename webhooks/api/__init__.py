@@ -1,0 +1,1 @@
+"""The webhooks API under /api/v1/teams/{team}/webhooks/."""
