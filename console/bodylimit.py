@@ -4,7 +4,8 @@ view or size check runs, and that file moves to disk past 2.5 MB).
 
 1. A write (any method but GET, HEAD, OPTIONS) without valid credentials is refused before a
    byte of its body is read: under /api/ without an `Authorization` header or a session cookie,
-   401 as DRF words it; on a console page without a session cookie (the login forms aside), 403.
+   401 as DRF words it; on a console page without a session cookie (the login and password
+   reset forms aside), 403.
    A credential that is present is checked too, so a made-up one cannot have a body spooled: a
    bearer token through the data plane's token cache (the API's rules and messages, 401), a
    session cookie against the session store (it must name a signed-in user; else 401 or 403).
@@ -32,7 +33,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 
 from console.errors import ServiceUnavailable, disk_full
 from serving.v2.http import header  # the data plane's: one way to read a header from an ASGI scope
@@ -111,8 +112,20 @@ def has_session_cookie(scope: Scope) -> bool:
 
 
 def sign_in_paths() -> frozenset[str]:
-    """The forms that are posted before there is a session: the console's and the admin's login."""
-    return frozenset({reverse("login"), reverse("admin:login")})
+    """The forms that are posted before there is a session: the console's and the admin's login,
+    and the request for a password reset link."""
+    return frozenset({reverse("login"), reverse("admin:login"), reverse("password_reset")})
+
+
+def before_sign_in(path: str) -> bool:
+    """Whether `path` is a form posted before anyone is signed in: a sign-in path, or a password
+    reset link's form for the new password (posted from the anonymous session its link opened)."""
+    if path in sign_in_paths():
+        return True
+    try:
+        return resolve(path).url_name == "password_reset_confirm"
+    except Resolver404:
+        return False
 
 
 def without_credentials(scope: Scope) -> Refusal | None:
@@ -125,14 +138,14 @@ def without_credentials(scope: Scope) -> Refusal | None:
         if header(scope, b"authorization") is not None:
             return None  # DRF checks it and words any refusal (invalid, expired, malformed)
         return Refusal(401, NO_CREDENTIALS, ((b"www-authenticate", b'Bearer realm="paddock"'),))
-    if scope["path"] in sign_in_paths():
+    if before_sign_in(scope["path"]):
         return None
     return Refusal(403, NO_SESSION)
 
 
 async def invalid_credentials(scope: Scope) -> Refusal | None:
     """The refusal for a write whose token or session cookie is present but not valid (None when valid)."""
-    if scope["method"] in SAFE_METHODS or scope["path"] in sign_in_paths():
+    if scope["method"] in SAFE_METHODS or before_sign_in(scope["path"]):
         return None
     authorization = header(scope, b"authorization")
     if scope["path"].startswith(API_PREFIX) and authorization is not None:

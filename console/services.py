@@ -1,17 +1,18 @@
 """Writes on the people's side: tokens, teams, memberships, users. Each in one audited transaction."""
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import SET_NULL, ForeignObjectRel, Model
 from django.utils import timezone
 
 from console.audit import Actor, record_event
-from console.errors import Forbidden, InvalidInput, NotFound
+from console.errors import Conflict, Forbidden, InvalidInput, NotFound
 from console.models import ApiToken, Membership, Team, valid_scopes
 
 
@@ -91,6 +92,9 @@ def revoke_token(*, actor: Actor, token: ApiToken) -> ApiToken:
     return token
 
 
+TEAM_NAME = re.compile(r"[-a-zA-Z0-9_]{1,64}")  # Team.name: a slug of at most 64 characters
+
+
 def reserved_team_names() -> set[str]:
     """Names a team may not take: a team's stream keys on Paddock's Redis start with `<team>:`
     (serving.streams.services), and these prefixes are Paddock's own keys (its data plane's and
@@ -99,13 +103,22 @@ def reserved_team_names() -> set[str]:
 
 
 def create_team(*, actor: Actor, name: str, description: str = "") -> Team:
-    """A new team, audited; a name Paddock's own Redis keys start with is refused."""
+    """A new team, audited; a name Paddock's own Redis keys start with, or one taken, is refused."""
+    if not TEAM_NAME.fullmatch(name):
+        raise InvalidInput(f"a team name is 1 to 64 letters, digits, '-' or '_' (e.g. 'vision'): '{name}' is not")
+    if len(description) > 200 or "\x00" in description:
+        raise InvalidInput("a team's description is at most 200 characters, and no NUL characters")
     if name in reserved_team_names():
         raise InvalidInput(f"'{name}' is reserved: Paddock's own Redis keys start with '{name}:', and a team's "
                            "stream keys start with its name; choose another team name")
-    with transaction.atomic():
-        team = Team.objects.create(name=name, description=description)
-        record_event(actor=actor, action="team.create", obj=team, after=_team_snapshot(team))
+    if Team.objects.filter(name=name).exists():
+        raise Conflict(f"a team named '{name}' already exists")
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(name=name, description=description)
+            record_event(actor=actor, action="team.create", obj=team, after=_team_snapshot(team))
+    except IntegrityError:  # created meanwhile
+        raise Conflict(f"a team named '{name}' already exists") from None
     return team
 
 

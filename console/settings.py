@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from console.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from console.mailsettings import *  # noqa: F403 - EMAIL_*, PASSWORD_RESET_*: kept apart for this module's size
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PADDOCK_VAR_DIR", str(BASE_DIR / "var")))
@@ -79,6 +80,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "console.context_processors.approvals",  # the navigation's count of rollouts awaiting approval
             ],
         },
     },

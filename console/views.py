@@ -1,22 +1,19 @@
-"""Console pages on the people's side: API tokens and the audit log."""
+"""Console pages on the people's side: API tokens (the audit log's pages are console/audit_views.py)."""
 
 from datetime import timedelta
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, user_passes_test
-from django.core.paginator import Paginator
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
-from django.views.decorators.vary import vary_on_headers
 
 from console import services
 from console.audit import Actor
 from console.choices import Scope
 from console.errors import PaddockError
-from console.htmx import htmx_partial
-from console.models import ApiToken, AuditEvent
+from console.models import ApiToken
 
 
 @login_required
@@ -52,22 +49,3 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponseBase:
     services.revoke_token(actor=Actor.from_request(request), token=token)
     messages.success(request, f"Token '{token.name}' revoked.")
     return redirect("console:token_list")
-
-
-@login_required
-@user_passes_test(lambda user: user.is_superuser)
-@vary_on_headers("HX-Request")  # one URL, two answers: caches keep the page and the fragment apart
-def audit_list(request: HttpRequest) -> HttpResponse:
-    events = AuditEvent.objects.all()
-    filters = {key: request.GET.get(key, "").strip() for key in ("action", "actor", "object_type")}
-    if filters["action"]:
-        events = events.filter(action__startswith=filters["action"])
-    if filters["actor"]:
-        events = events.filter(actor_username=filters["actor"])
-    if filters["object_type"]:
-        events = events.filter(object_type=filters["object_type"])
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    context = {"page": page, "filters": filters}
-    if htmx_partial(request):
-        return render(request, "console/partials/_audit_table.html", context)
-    return render(request, "console/audit.html", context)

@@ -84,7 +84,9 @@ def test_an_htmx_upload_answers_with_a_fragment_that_polls_validation(browser_as
 
 
 def test_the_audit_page_is_for_admins_only(browser_as: Any, iris: Any) -> None:
-    assert browser_as("engineer").get("/audit/").status_code == 302
+    refused = browser_as("engineer").get("/audit/")
+    assert refused.status_code == 403
+    assert '<p class="error" role="alert">only an admin can read the audit log</p>' in refused.content.decode()
     html = browser_as("admin").get("/audit/", {"action": "model."}).content.decode()
     assert "model.create" in html and "iris" in html
 

@@ -22,6 +22,9 @@ BUDGETS = {
     "/models/m01/": 11,  # model, versions + aliases, route (3), rollout + timeline, the engineer's role
     "/models/m01/traffic/": 9,  # polled every 2 s: model, route (3), rollout + timeline, the engineer's role
 }
+# An admin's whole pages also count the rollouts awaiting approval, for the navigation's badge
+# (console/context_processors.py); fragments (the traffic panel) do not show it and run no query for it.
+ADMIN_PAGE_EXTRA = 1
 
 
 @pytest.fixture
@@ -52,9 +55,10 @@ def engineer(cast: dict[str, Any]) -> Client:
     return client
 
 
-def queries(client: Client, url: str, assert_max_queries: Any, headers: dict[str, str] | None = None) -> int:
-    """Gets `url` within its budget; returns how many queries it ran."""
-    with assert_max_queries(BUDGETS[url]) as captured:
+def queries(client: Client, url: str, assert_max_queries: Any, headers: dict[str, str] | None = None,
+            extra: int = 0) -> int:
+    """Gets `url` within its budget (plus `extra`); returns how many queries it ran."""
+    with assert_max_queries(BUDGETS[url] + extra) as captured:
         response = client.get(url, headers=headers)
     assert response.status_code == 200
     assert b"m01" in response.content  # the page shows the models, not an empty state
@@ -86,7 +90,7 @@ def test_an_admin_sees_every_model_within_the_same_budgets(
     admin = Client()
     admin.force_login(cast["admin"])
     for url in BUDGETS:
-        queries(admin, url, django_assert_max_num_queries)
+        queries(admin, url, django_assert_max_num_queries, extra=0 if url.endswith("/traffic/") else ADMIN_PAGE_EXTRA)
 
 
 def test_the_dashboard_shows_each_model_once_with_its_live_rollout(add_models: Any, engineer: Client) -> None:
