@@ -154,14 +154,21 @@ def _failures_reach_limits(keys: list[str]) -> bool:
     return _reached((int(found.get(keys[0], 0)), int(found.get(keys[1], 0))))
 
 
-def _count_failure(keys: list[str]) -> tuple[int, int] | None:
-    """Add one failure to each count (a count lives for the throttle's window from its first failure)."""
+def count_throttled(keys: list[str]) -> list[int]:
+    """Add one to each throttle count and return them (a count lives for the throttle's window
+    from its first); raises what the throttle's cache raises, for the caller to fail open."""
     cache = caches["throttle"]
+    counts = []
+    for key in keys:
+        cache.add(key, 0, timeout=settings.PADDOCK_LOGIN_THROTTLE_SECONDS)
+        counts.append(cache.incr(key))
+    return counts
+
+
+def _count_failure(keys: list[str]) -> tuple[int, int] | None:
+    """Add one failure to each count."""
     try:
-        counts = []
-        for key in keys:
-            cache.add(key, 0, timeout=settings.PADDOCK_LOGIN_THROTTLE_SECONDS)
-            counts.append(cache.incr(key))
+        counts = count_throttled(keys)
     except Exception:  # noqa: BLE001 - fail open, loudly
         logger.warning("sign-in throttle unavailable; this failure is not counted", exc_info=True)
         return None

@@ -31,7 +31,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from console import people_services
 from console.audit import Actor, client_address
-from console.authentication import clear_login_failures
+from console.authentication import clear_login_failures, count_throttled
 
 logger = logging.getLogger(__name__)
 THROTTLED = "Too many password reset requests for this address or from yours: try again later."
@@ -103,12 +103,8 @@ def _throttled(email: str, address: str) -> bool:
     """Count this request against the address asked for and the client's; whether either is past its limit."""
     keys = _throttle_keys(email, address)
     limits = [settings.PADDOCK_PASSWORD_RESETS_PER_EMAIL, settings.PADDOCK_PASSWORD_RESETS_PER_ADDRESS]
-    cache = caches["throttle"]
     try:
-        counts = []
-        for key in keys:
-            cache.add(key, 0, timeout=settings.PADDOCK_LOGIN_THROTTLE_SECONDS)
-            counts.append(cache.incr(key))
+        counts = count_throttled(keys)
     except Exception:  # noqa: BLE001 - fail open, loudly (console/authentication.py does the same)
         logger.warning("throttle unavailable; this password reset request is not throttled", exc_info=True)
         return False

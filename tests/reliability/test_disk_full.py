@@ -28,7 +28,7 @@ from console.services import create_token
 from registry import services
 from registry.models import ModelVersion, RegisteredModel
 from tests import models as built
-from tests.conftest import PASSWORD, child_env, spawn_web, stop
+from tests.conftest import PASSWORD, child_env, spawn_web, stop, wait_until
 
 BIG = built.mlp_onnx(inputs=1024, outputs=768)  # 3 MiB of weights: more than the space left
 SMALL = built.mlp_onnx(inputs=8, outputs=3, seed=7)  # a few hundred bytes
@@ -130,8 +130,10 @@ def upload(url: str, token: str, artifact: bytes) -> tuple[int, str]:
 
 
 @pytest.fixture
-def iris(transactional_db: Any, cast: dict[str, Any], teams: dict[str, Any]) -> tuple[RegisteredModel, str]:
-    """Model iris of team ml without versions, and a token of its engineer that may upload."""
+def iris(transactional_db: Any, cast: dict[str, Any], teams: dict[str, Any],
+         celery_worker: Any) -> tuple[RegisteredModel, str]:
+    """Model iris of team ml without versions, and a token of its engineer that may upload (the
+    session's worker validates what is uploaded: each test waits for it, see below)."""
     actor = Actor(user=cast["engineer"])
     model = services.create_model(actor=actor, name="iris", team=teams["ml"])
     _, raw = create_token(actor=actor, user=cast["engineer"], name="uploader", scopes=["read", "manage"])
@@ -153,6 +155,9 @@ def assert_a_small_upload_works(url: str, token: str, model: RegisteredModel, me
     assert json.loads(body)["number"] == 1  # the failed upload took no number
     assert files_under(media) == ["models/iris/1/model.onnx"]
     assert (media / "models/iris/1/model.onnx").read_bytes() == SMALL
+    # The session's worker validates it now (and fails: it reads its own MEDIA_ROOT, not this
+    # folder); wait for it to end, or its transaction meets the test's flush in a deadlock.
+    wait_until(lambda: ModelVersion.objects.filter(model=model, status__in=["ready", "failed"]).exists(), timeout=60)
 
 
 # (what fills up, MEDIA_ROOT's size, TMPDIR's size; None: an ordinary folder)
