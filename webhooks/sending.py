@@ -41,6 +41,7 @@ class PinnedConnection(http.client.HTTPConnection):
         self.address, self.tls = address, target.tls
         self.default_port = 443 if target.tls else 80  # the Host header names a port only when it is not this
         self.raw: socket.socket | None = None
+        self.was_cut = False  # set by `cut` before it shuts the socket: what the attempt's thread then sees
 
     def connect(self) -> None:
         """Connect to the checked address; for https, check the certificate against the host name."""
@@ -50,6 +51,7 @@ class PinnedConnection(http.client.HTTPConnection):
 
     def cut(self) -> None:
         """End the attempt from another thread: its blocked read or write returns at once."""
+        self.was_cut = True
         if self.raw is not None:
             try:
                 self.raw.shutdown(socket.SHUT_RDWR)
@@ -93,7 +95,9 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
             response = connection.getresponse()
             status, head = response.status, response.read(MAX_ANSWER_BYTES)
         except (OSError, http.client.HTTPException) as exc:
-            cut = not timer.is_alive()  # the timer fired: the attempt ran out of time
+            # The attempt ran out of time: the timer cut it (its flag, set before the socket is shut:
+            # the thread may still be inside `cut` as the read returns), or the socket's own timeout.
+            cut = connection.was_cut
             error = _failure(exc, target, address, timeout, cut)
             if connection.raw is None and not cut:
                 continue  # this address took no connection (nothing was sent): the next one
