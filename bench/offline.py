@@ -28,7 +28,7 @@ import numpy as np
 from bench.jobs_api import ENDED, cancel_job, chunk_times, job, rows_done, stamp, submit_job, wait_job
 from bench.load import Target, run_load
 from bench.raw import raw_limit
-from bench.servers import Paddock
+from bench.servers import Paddock, cpu_seconds, thread_cpu_seconds
 
 JOB_ROWS = {"M1": 200_000, "M2": 5_000}
 JOB_CHUNK = {"M1": 20_000, "M2": 1_000}
@@ -40,6 +40,11 @@ STREAM_MODELS = {"M1"}
 STREAM_EVENTS, QUICK_STREAM_EVENTS = 200_000, 50_000
 STREAM_BATCHES = (256, 1024)
 KINDS = ("batch", "shared", "stream")
+# The job is polled as `paddock jobs wait` polls it (paddock_cli/main.py); its rate comes from the
+# server's started_at and finished_at, so polling more often only tells the bench sooner, and costs
+# the job: at 10 polls a second the web processes used 0.11 CPU-s a second (11 ms a poll), 5% of
+# the 2-core machine, taken from the job's inferences (M2: 0.87 against 0.9 ÷ raw).
+JOB_POLL_SECONDS = 0.5
 TEAM = "bench"  # servers.Paddock's team: on Paddock's Redis a binding's keys start with "<team>:"
 
 
@@ -119,7 +124,8 @@ def batch_jobs(name: str, artifact: Path, row: dict[str, np.ndarray], rows: int,
         runs.append(measured)
         log(f"{name} batch job, {rows:,} rows in chunks of {chunk:,}: {measured['rows_per_s']:,.0f} rows/s "
             f"({measured['ratio_to_raw']:.2f} × raw), end to end {measured['e2e_rows_per_s']:,.0f} "
-            f"({measured['e2e_ratio_to_raw']:.2f}); phases {measured['phases_s']}")
+            f"({measured['e2e_ratio_to_raw']:.2f}); phases {measured['phases_s']}; cpu {measured['cpu_s']}; "
+            f"worker threads {measured['worker_threads_cpu_s']}")
     for used in ("job", "warm"):
         (workdir / f"{slug}-{used}.npy").unlink()
     per_run = run_rows(row)  # the raw limit at the chunks' own batch too
@@ -129,11 +135,16 @@ def batch_jobs(name: str, artifact: Path, row: dict[str, np.ndarray], rows: int,
 
 
 def run_job(paddock: Paddock, model: str, inputs: Path, chunk_size: int) -> dict[str, Any]:
-    """One job from upload to `succeeded`, with its rates and where its time went."""
+    """One job from upload to `succeeded`, with its rates, where its time went, and the CPU
+    seconds each of the stack's roles (and the bench's own polling) used meanwhile."""
+    roles = list(paddock.stack.processes)
     submitted = time.time()
     answer = submit_job(paddock, model, inputs, chunk_size)
     accepted = time.time()
-    done = wait_job(paddock, model, answer["id"], {"succeeded"})
+    cpu_before = {role: cpu_seconds(paddock.stack.pids(role)) for role in roles}
+    threads_before = thread_cpu_seconds(paddock.stack.pids("worker"))
+    bench_before = sum(os.times()[:2])
+    done = wait_job(paddock, model, answer["id"], {"succeeded"}, every=JOB_POLL_SECONDS)
     if done["state"] != "succeeded":
         raise RuntimeError(f"the bench's job for {model} ended {done['state']}: {done.get('error')}")
     rows = done["rows_total"]
@@ -144,7 +155,12 @@ def run_job(paddock: Paddock, model: str, inputs: Path, chunk_size: int) -> dict
         "chunks": done["chunks_total"], "seconds": round(running, 3), "rows_per_s": rows / running,
         "e2e_seconds": round(finished - submitted, 3), "e2e_rows_per_s": rows / (finished - submitted),
         "phases_s": {}, "compute_rows_per_s": None,
+        "cpu_s": {role: round(cpu_seconds(paddock.stack.pids(role)) - cpu_before[role], 2) for role in roles}
+        | {"bench": round(sum(os.times()[:2]) - bench_before, 2)},
     }
+    threads = thread_cpu_seconds(paddock.stack.pids("worker"))
+    busiest = sorted(((seconds - threads_before.get(key, 0.0), key) for key, seconds in threads.items()), reverse=True)
+    result["worker_threads_cpu_s"] = {key: round(seconds, 2) for seconds, key in busiest[:6] if seconds > 0}
     if chunks:
         last = max(c["finished"] for c in chunks)
         compute = sum(c["seconds"] for c in chunks)

@@ -52,6 +52,7 @@ def _batch_row(report: dict[str, Any], model: str, batch: dict[str, Any]) -> dic
         "compute_rows_per_s": _median([r["compute_rows_per_s"] for r in runs if r["compute_rows_per_s"]] or [0.0]),
         "raw_at_run_rows": batch.get("raw_at_run_rows"),
         "phases_s": {name: _median([p[name] for p in phases]) for name in (phases[0] if phases else {})},
+        "cpu_s": {role: _median([r["cpu_s"][role] for r in runs]) for role in runs[0].get("cpu_s", {})},
     }
 
 
@@ -117,6 +118,10 @@ def offline_table(report: dict[str, Any]) -> str:
              "answer; compute: the chunks' inferences; chunk_other: the rest of each chunk from its claim to "
              "its done; between_chunks: Celery between them; assembly: the last chunk to succeeded): "
              + "; ".join(phases)) if phases else ""
+    cpu = [f"{r['model']}: " + ", ".join(f"{role} {seconds:.2f}" for role, seconds in r["cpu_s"].items())
+           for r in rows if r["kind"] == "batch" and r.get("cpu_s")]
+    where += ("\n\nCPU seconds each process used while the job ran (from its accepted upload to its end; "
+              "bench: the bench's own polls, every JOB_POLL_SECONDS): " + "; ".join(cpu)) if cpu else ""
     return ("Offline rows (bench/offline.py; medians over rounds, range over rounds in brackets):\n\n"
             + "\n".join(lines) + where)
 

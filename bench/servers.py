@@ -63,6 +63,26 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def thread_cpu_seconds(pids: list[int]) -> dict[str, float]:
+    """User + system CPU seconds of these processes' threads so far, keyed "name/tid" (the
+    worker's onnxruntime threads, its batcher lanes, its heartbeat, ...)."""
+    found: dict[str, float] = {}
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            key = f"{name}/{task.name}"
+            found[key] = found.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Children, grandchildren and so on (PyTriton: python → tritonserver → backend stub)."""
     parents: dict[int, list[int]] = {}

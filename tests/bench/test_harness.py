@@ -45,8 +45,10 @@ def test_quick_mode_writes_every_path_and_ratio(tmp_path: Path) -> None:
         ("batch", None), ("shared", 16), ("shared", 64), ("stream", 256), ("stream", 1024)}
     assert all(r["ratio"] > 0 and r["met"] in (True, False) for r in report["offline_summary"])
     assert all(r["rows_per_s"] > 0 and r["e2e_rows_per_s"] > 0 and r["phases_s"] for r in offline["batch"]["runs"])
+    assert all(r["cpu_s"]["worker"] > 0 and r["worker_threads_cpu_s"] for r in offline["batch"]["runs"])
     assert all(c["job_rows_per_s"] > 0 and c["during"]["errors"] == 0 for c in offline["shared"])
     assert all(s["events_per_s"] > 0 and s["dead"] == 0 and s["lag_at_end"] == 0 for s in offline["stream"])
+    assert "CPU seconds each process used while the job ran" in run.stdout
     assert "| M1 | batch job |" in run.stdout and "| M1 | stream |" in run.stdout
 
 
