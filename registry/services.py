@@ -343,13 +343,14 @@ def _crown_first_ready(*, actor: Actor, version: ModelVersion) -> None:
     if ModelVersion.objects.filter(model_id=version.model_id, status=VersionStatus.READY).exclude(
             pk=version.pk).exists() or Alias.objects.filter(model_id=version.model_id, name=CHAMPION).exists():
         return
-    alias = Alias.objects.create(model_id=version.model_id, name=CHAMPION, version=version)
-    record_event(actor=actor, action="alias.set", obj=alias, before=None,
-                 after={"alias": CHAMPION, "version": version.number, "reason": "the model's first ready version"})
-    webhook_events.alias_moved(alias, None)
+    set_alias(actor=actor, model=version.model, name=CHAMPION, version=version,
+              reason="the model's first ready version")
 
 
-def set_alias(*, actor: Actor, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
+def set_alias(*, actor: Actor, model: RegisteredModel, name: str, version: ModelVersion,
+              reason: str | None = None) -> Alias:
+    """Point the alias `name` at `version` (created when missing), audited `alias.set` with the
+    `reason` when one is given."""
     _check_slug(name, "alias")
     if version.model_id != model.pk:
         raise InvalidInput(f"version {version.number} does not belong to model '{model.name}'")
@@ -363,8 +364,10 @@ def set_alias(*, actor: Actor, model: RegisteredModel, name: str, version: Model
         else:
             alias.version = version
             alias.save(update_fields=["version", "updated_at"])
-        record_event(actor=actor, action="alias.set", obj=alias, before=before,
-                     after={"alias": name, "version": version.number})
+        after: dict[str, Any] = {"alias": name, "version": version.number}
+        if reason is not None:
+            after["reason"] = reason
+        record_event(actor=actor, action="alias.set", obj=alias, before=before, after=after)
         webhook_events.alias_moved(alias, before)
     return alias
 
