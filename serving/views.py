@@ -17,12 +17,13 @@ from console.errors import Forbidden, InvalidInput, NotFound, PaddockError
 from console.htmx import htmx_partial
 from registry.models import RegisteredModel
 from serving import live, livestats, rollouts
+from serving.approvals import decide_rollout
 from serving.forms import GATE_FIELDS
 from serving.jobs import progress
 from serving.metrics import live_workers, workers_seen_by
-from serving.models import BatchJob, Deployment, JobState, Rollout, RolloutState, StreamBinding
+from serving.models import BatchJob, JobState, Rollout, RolloutState, StreamBinding
 from serving.streams import status
-from serving.v2.routes import load_model_route
+from serving.v2.routes import ModelRoute, load_model_route
 
 
 def _model(request: HttpRequest, name: str) -> RegisteredModel:
@@ -43,15 +44,16 @@ def panel_context(request: HttpRequest, model: RegisteredModel, error: str = "")
         "model": model, "weights": weights, "shadow": route.shadow if route else None,
         "standby": route.standby if route else None, "rollout": current, "live": live_rollout,
         "serving": route.active if route else None,  # the rollout form leaves it out of the candidates
-        "serving_reason": serving_reason(model, weights, current if live_rollout else None),
+        "serving_reason": serving_reason(route, current if live_rollout else None),
         "can_change": can_change_team(request.user, model.team_id), "error": error,
     }
 
 
-def serving_reason(model: RegisteredModel, weights: list[tuple[int, float]], rollout: Rollout | None) -> str:
+def serving_reason(route: ModelRoute | None, rollout: Rollout | None) -> str:
     """Why the model's traffic goes where it does, in a sentence for its page: uploading a
     version never changes it, so the answer always names what a person (or the first ready
-    version's crowning) did."""
+    version's crowning) did. Read from the route alone: the panel refreshes every 2 s."""
+    weights = route.weights if route else []
     if rollout is not None:
         return (f"a {rollout.get_strategy_display().lower()} rollout is moving traffic from "
                 f"v{rollout.stable_version.number} to v{rollout.candidate_version.number}")
@@ -61,7 +63,7 @@ def serving_reason(model: RegisteredModel, weights: list[tuple[int, float]], rol
         return ("no version serves: none carries the champion alias and the deployment names none; "
                 "promote a ready version (set its champion alias, or start a rollout)")
     number = weights[0][0]
-    if Deployment.objects.filter(model=model, active_version__number=number).exists():
+    if route is not None and route.active_from == "deployment" and route.active == number:
         return f"the deployment names v{number} (promoted); newer versions serve only when promoted"
     return f"v{number} carries the champion alias; newer versions serve only when promoted"
 
@@ -120,8 +122,11 @@ def rollout_action(request: HttpRequest, name: str, rollout_id: int, action: str
     try:
         if not can_change_team(request.user, model.team_id):
             raise Forbidden(f"the engineer role in team '{model.team.name}' is required to change this model")
-        rollouts.control(actor=Actor.from_request(request), rollout=rollout, action=action,
-                         reason=request.POST.get("reason", "").strip())
+        actor, reason = Actor.from_request(request), request.POST.get("reason", "").strip()
+        if action == "approve":  # as from the approvals inbox: an admin, with a reason
+            decide_rollout(actor=actor, rollout=rollout, decision="approve", reason=reason)
+        else:
+            rollouts.control(actor=actor, rollout=rollout, action=action, reason=reason)
     except PaddockError as exc:
         error, status = exc.message, exc.http_status
     return render(request, "serving/_traffic_panel.html", panel_context(request, model, error), status=status)

@@ -5,7 +5,7 @@ While the database is unreachable, the last good routes serve (serving/v2/outage
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db.models import Prefetch
@@ -19,6 +19,7 @@ from serving.v2.signature import is_batchable
 from serving.v2.wire import stream_key
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+ActiveFrom = Literal["deployment", "champion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class ModelRoute:
     team_id: int
     versions: dict[int, VersionRoute]
     active: int | None  # the version number traffic goes to; None when nothing is ready
+    # Where `active` came from: the deployment's version or the champion alias; None with no `active`.
+    active_from: ActiveFrom | None = field(default=None, kw_only=True)
     settings: dict[str, Any] = field(default_factory=dict)
     # A split across versions: (number, cumulative weight up to 100), in order; empty: all to `active`.
     arms: tuple[tuple[int, float], ...] = ()
@@ -115,15 +118,18 @@ def _traffic(deployment: Deployment | None, versions: dict[int, VersionRoute]) -
     }
 
 
-def _active(model: RegisteredModel, deployment: Deployment | None, versions: dict[int, VersionRoute]) -> int | None:
-    """The deployment's version; else the champion alias (a model's first ready version carries
-    it from the start); else none: a new version never serves until a person promotes it."""
+def _active(model: RegisteredModel, deployment: Deployment | None,
+            versions: dict[int, VersionRoute]) -> tuple[int | None, ActiveFrom | None]:
+    """The version traffic goes to and where it came from: the deployment's version; else the
+    champion alias (a model's first ready version carries it from the start); else none: a new
+    version never serves until a person promotes it."""
     if deployment is not None and deployment.active_version_id is not None:
-        return _number(versions, deployment.active_version_id)
+        number = _number(versions, deployment.active_version_id)
+        return number, "deployment" if number is not None else None
     champion = next((a for a in model.aliases.all() if a.name == CHAMPION), None)
     if champion is not None and champion.version.status == VersionStatus.READY:
-        return champion.version.number
-    return None
+        return champion.version.number, "champion"
+    return None, None
 
 
 def _route(model: RegisteredModel) -> ModelRoute:
@@ -133,8 +139,9 @@ def _route(model: RegisteredModel) -> ModelRoute:
                                is_batchable(v.inputs, v.outputs), v.sha256, stream_key(v.pk, v.sha256))
         for v in model.versions.all()
     }
-    return ModelRoute(model.pk, model.name, model.team_id, versions, _active(model, deployment, versions),
-                      _settings(deployment), **_traffic(deployment, versions))
+    active, active_from = _active(model, deployment, versions)
+    return ModelRoute(model.pk, model.name, model.team_id, versions, active, _settings(deployment),
+                      active_from=active_from, **_traffic(deployment, versions))
 
 
 def _models() -> Any:
