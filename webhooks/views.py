@@ -10,13 +10,14 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from console.access import can_change_team
 from console.audit import Actor
 from console.errors import NotFound, PaddockError
-from console.htmx import htmx_partial
+from console.htmx import CardAction, card_action, htmx_partial
 from console.models import Team
 from webhooks import services
 from webhooks.access import get_visible_team, require_team_engineer, visible_teams
@@ -26,7 +27,11 @@ from webhooks.models import Delivery, Webhook
 WEBHOOKS = "webhooks/partials/_webhooks.html"
 DELIVERIES = "webhooks/partials/_deliveries.html"
 LOG_LENGTH = 50
-ACTIONS = ("pause", "resume", "delete")
+ACTIONS: dict[str, CardAction[Webhook]] = {
+    "pause": CardAction(lambda actor, w: services.set_webhook_active(actor=actor, webhook=w, active=False), "paused"),
+    "resume": CardAction(lambda actor, w: services.set_webhook_active(actor=actor, webhook=w, active=True), "resumed"),
+    "delete": CardAction(lambda actor, w: services.delete_webhook(actor=actor, webhook=w), "deleted"),
+}
 
 
 def _team(request: HttpRequest, name: str) -> Team:
@@ -95,24 +100,12 @@ def webhook_list(request: HttpRequest, team: str) -> HttpResponseBase:
 def webhook_action(request: HttpRequest, team: str, webhook_id: int, action: str) -> HttpResponseBase:
     """Pause, resume or delete a webhook (engineers); answers with the card."""
     found = _team(request, team)
-    if action not in ACTIONS:
-        raise Http404(f"no action '{action}' for webhooks")
-    try:
-        require_team_engineer(request.user, found)
-        webhook = Webhook.objects.select_related("team").filter(team=found, pk=webhook_id).first()
-        if webhook is None:
-            raise NotFound(f"team '{found.name}' has no webhook {webhook_id}")
-        actor = Actor.from_request(request)
-        if action == "delete":
-            services.delete_webhook(actor=actor, webhook=webhook)
-        else:
-            services.set_webhook_active(actor=actor, webhook=webhook, active=action == "resume")
-    except PaddockError as exc:
-        return _webhooks_answer(request, found, webhooks_context(request, found, error=exc.message), exc.http_status)
-    if not htmx_partial(request):
-        return redirect("webhooks:webhook_list", team=found.name)
-    done = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[action]
-    return _webhooks_answer(request, found, webhooks_context(request, found, notice=f"Webhook {webhook_id} {done}."))
+    return card_action(
+        request, action, actions=ACTIONS, what="webhooks", check=lambda: require_team_engineer(request.user, found),
+        find=lambda: Webhook.objects.select_related("team").filter(team=found, pk=webhook_id).first(),
+        missing=f"team '{found.name}' has no webhook {webhook_id}", label=f"Webhook {webhook_id}",
+        card=lambda extra, status: _webhooks_answer(request, found, webhooks_context(request, found, **extra), status),
+        back=reverse("webhooks:webhook_list", kwargs={"team": found.name}))
 
 
 @login_required

@@ -5,22 +5,27 @@ Without htmx, a GET or a change lands back on the jobs page. Thin: serving.jobs.
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from console.access import can_change_team, require_engineer, visible_model_or_404
 from console.audit import Actor
-from console.errors import InvalidInput, NotFound, PaddockError
-from console.htmx import htmx_partial
+from console.errors import InvalidInput, PaddockError
+from console.htmx import CardAction, card_action, htmx_partial
 from registry.models import RegisteredModel
 from serving.jobs import schedules, services
 from serving.models import BatchJob, JobSchedule
 
 FRAGMENT = "serving/partials/_job_schedules.html"
 FORM_FIELDS = ("name", "cron", "template", "version")
-ACTIONS = ("enable", "disable", "delete")
+ACTIONS: dict[str, CardAction[JobSchedule]] = {
+    "enable": CardAction(lambda actor, s: schedules.enable_schedule(actor=actor, schedule=s), "enabled"),
+    "disable": CardAction(lambda actor, s: schedules.disable_schedule(actor=actor, schedule=s), "disabled"),
+    "delete": CardAction(lambda actor, s: schedules.delete_schedule(actor=actor, schedule=s), "deleted"),
+}
 TEMPLATES_SHOWN = 50
 
 
@@ -80,22 +85,10 @@ def job_schedules(request: HttpRequest, name: str) -> HttpResponseBase:
 def job_schedule_action(request: HttpRequest, name: str, schedule: str, action: str) -> HttpResponseBase:
     """Enable, disable or delete a schedule (engineers of the model's team); answers with the card."""
     model = visible_model_or_404(request, name)
-    if action not in ACTIONS:
-        raise Http404(f"no action '{action}' for schedules")
-    try:
-        require_engineer(request.user, model)
-        found = schedules.find_schedule(model, schedule)
-        if found is None:
-            raise NotFound(f"model '{model.name}' has no schedule '{schedule}'")
-        actor = Actor.from_request(request)
-        if action == "enable":
-            schedules.enable_schedule(actor=actor, schedule=found)
-        elif action == "disable":
-            schedules.disable_schedule(actor=actor, schedule=found)
-        else:
-            schedules.delete_schedule(actor=actor, schedule=found)
-    except PaddockError as exc:
-        return _answer(request, model, card_context(request, model, error=exc.message), exc.http_status)
-    done = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[action]
-    return _answer(request, model, card_context(request, model, notice=f"Schedule '{schedule}' {done}."))
+    return card_action(
+        request, action, actions=ACTIONS, what="schedules", check=lambda: require_engineer(request.user, model),
+        find=lambda: schedules.find_schedule(model, schedule),
+        missing=f"model '{model.name}' has no schedule '{schedule}'", label=f"Schedule '{schedule}'",
+        card=lambda extra, status: _answer(request, model, card_context(request, model, **extra), status),
+        back=reverse("serving:job_list", kwargs={"name": model.name}))
 

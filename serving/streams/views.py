@@ -5,15 +5,16 @@ pause, resume and delete buttons answer with the card. Thin: the services do the
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from console.access import can_change_team, require_engineer, visible_model_or_404
 from console.audit import Actor
-from console.errors import InvalidInput, NotFound, PaddockError
-from console.htmx import htmx_partial
+from console.errors import InvalidInput, PaddockError
+from console.htmx import CardAction, card_action, htmx_partial
 from registry.models import RegisteredModel
 from serving.models import StreamBinding
 from serving.models.streams import redacted_url
@@ -21,7 +22,11 @@ from serving.streams import services
 
 FRAGMENT = "serving/partials/_stream_bindings.html"
 FORM_FIELDS = ("name", "source", "sink", "dead_letter", "start", "output_format", "batch_size")
-ACTIONS = ("pause", "resume", "delete")
+ACTIONS: dict[str, CardAction[StreamBinding]] = {
+    "pause": CardAction(lambda actor, b: services.pause_binding(actor=actor, binding=b), "paused"),
+    "resume": CardAction(lambda actor, b: services.resume_binding(actor=actor, binding=b), "resumed"),
+    "delete": CardAction(lambda actor, b: services.delete_binding(actor=actor, binding=b), "deleted"),
+}
 
 
 def card_context(request: HttpRequest, model: RegisteredModel, **extra: Any) -> dict[str, Any]:
@@ -78,23 +83,9 @@ def stream_bindings(request: HttpRequest, name: str) -> HttpResponseBase:
 def stream_binding_action(request: HttpRequest, name: str, binding: str, action: str) -> HttpResponseBase:
     """Pause, resume or delete a binding (engineers of the model's team); answers with the card."""
     model = visible_model_or_404(request, name)
-    if action not in ACTIONS:
-        raise Http404(f"no action '{action}' for stream bindings")
-    try:
-        require_engineer(request.user, model)
-        found = services.find_binding(model, binding)
-        if found is None:
-            raise NotFound(f"model '{model.name}' has no stream binding '{binding}'")
-        actor = Actor.from_request(request)
-        if action == "pause":
-            services.pause_binding(actor=actor, binding=found)
-        elif action == "resume":
-            services.resume_binding(actor=actor, binding=found)
-        else:
-            services.delete_binding(actor=actor, binding=found)
-    except PaddockError as exc:
-        return _answer(request, card_context(request, model, error=exc.message), exc.http_status)
-    if not htmx_partial(request):
-        return redirect("serving:stream_bindings", name=model.name)
-    done = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[action]
-    return _answer(request, card_context(request, model, notice=f"Stream binding '{binding}' {done}."))
+    return card_action(
+        request, action, actions=ACTIONS, what="stream bindings", check=lambda: require_engineer(request.user, model),
+        find=lambda: services.find_binding(model, binding),
+        missing=f"model '{model.name}' has no stream binding '{binding}'", label=f"Stream binding '{binding}'",
+        card=lambda extra, status: _answer(request, card_context(request, model, **extra), status),
+        back=reverse("serving:stream_bindings", kwargs={"name": model.name}))
