@@ -160,6 +160,10 @@ class Client:
             raise ApiError(f"{self.url}{path} did not answer JSON (is {self.url} a Paddock server?)",
                            response.status_code) from None
 
+    def whoami(self) -> dict[str, Any]:
+        """Who the token belongs to: username, staff or not, teams and roles, the token itself."""
+        return dict(self.json("GET", f"{API}/whoami/"))
+
     # -- registry --------------------------------------------------------------------------
 
     def check(self) -> None:

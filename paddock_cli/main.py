@@ -83,6 +83,16 @@ def logout(output: Output) -> None:
                   lambda: f"removed {path}" if path else "not logged in: nothing to remove")
 
 
+@cli.command()
+@json_option
+@click.pass_obj
+def whoami(output: Output) -> None:
+    """Who the stored token (or PADDOCK_TOKEN) belongs to: the person, the token's scopes and
+    expiry, the teams and roles."""
+    me = connect().whoami()
+    output.result(me, lambda: render.whoami(me))
+
+
 # -- models and versions ---------------------------------------------------------------------
 
 @cli.group()

@@ -42,6 +42,17 @@ def ms(value: float | None) -> str:
     return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
 
 
+def whoami(me: dict[str, Any]) -> str:
+    """`whoami`: the person, then the token (name, scopes, expiry), then a line per team."""
+    lines = [me["username"] + (" (staff)" if me["is_staff"] else "")]
+    token = me.get("token")
+    if token is not None:
+        expires = f"expires {when(token['expires_at'])} UTC" if token["expires_at"] else "never expires"
+        lines.append(f"token   {token['name']}: {', '.join(token['scopes'])}; {expires}")
+    lines += [f"team    {team['name']} ({team['role']})" for team in me["teams"]] or ["team    none"]
+    return "\n".join(lines)
+
+
 # -- registry ------------------------------------------------------------------------------
 
 def models(found: list[dict[str, Any]]) -> str:

@@ -1,9 +1,9 @@
-"""The console API's shapes: API tokens and audit events."""
+"""The console API's shapes: API tokens, audit events, and who the caller is."""
 
 from rest_framework import serializers
 
 from console.choices import Scope
-from console.models import ApiToken, AuditEvent
+from console.models import ApiToken, AuditEvent, Membership
 
 
 class TokenSerializer(serializers.ModelSerializer):
@@ -48,3 +48,32 @@ class AuditEventSerializer(serializers.ModelSerializer):
                   "object_id", "object_repr", "before", "after", "client_address", "request_id",
                   "prev_hash", "hash"]
         read_only_fields = fields
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    """A team the caller belongs to, and the caller's role in it."""
+
+    name = serializers.CharField(source="team.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["name", "role"]
+        read_only_fields = fields
+
+
+class CallerTokenSerializer(serializers.ModelSerializer):
+    """The token a call came with: its name, scopes and expiry (never its value)."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["name", "scopes", "expires_at"]
+        read_only_fields = fields
+
+
+class WhoamiSerializer(serializers.Serializer):
+    """Who the caller is: the person, their teams and roles, and the token used (null in a session)."""
+
+    username = serializers.CharField(read_only=True)
+    is_staff = serializers.BooleanField(read_only=True)
+    teams = MembershipSerializer(many=True, read_only=True)
+    token = CallerTokenSerializer(read_only=True, allow_null=True)

@@ -1,4 +1,4 @@
-"""The console's part of the management API: API tokens and the audit log."""
+"""The console's part of the management API: who the caller is, API tokens and the audit log."""
 
 from typing import Any
 
@@ -17,11 +17,26 @@ from console.api.serializers import (
     TokenCreatedSerializer,
     TokenCreateSerializer,
     TokenSerializer,
+    WhoamiSerializer,
 )
 from console.audit import Actor
 from console.audit_filters import filter_events
 from console.errors import NotFound
-from console.models import ApiToken, AuditEvent
+from console.models import ApiToken, AuditEvent, Membership
+
+
+class WhoamiView(APIView):
+    """Who the caller is (`GET /api/v1/whoami/`): a token's holder or the signed-in person."""
+
+    @extend_schema(responses=WhoamiSerializer)
+    def get(self, request: Request) -> Response:
+        """The username, whether staff, each team with the caller's role in it (by name), and the
+        token the call came with (its name, scopes and expiry; null in a browser session)."""
+        user = request.user
+        assert user.is_authenticated  # HasScope refuses anonymous callers; this tells mypy
+        teams = Membership.objects.filter(user=user).select_related("team").order_by("team__name")
+        return Response(WhoamiSerializer({"username": user.get_username(), "is_staff": user.is_staff,
+                                          "teams": teams, "token": request_token(request)}).data)
 
 
 @extend_schema_view(get=extend_schema(parameters=[
