@@ -55,7 +55,11 @@ def serving_reason(route: ModelRoute | None, rollout: Rollout | None) -> str:
     version's crowning) did. Read from the route alone: the panel refreshes every 2 s."""
     weights = route.weights if route else []
     if rollout is not None:
-        return (f"a {rollout.get_strategy_display().lower()} rollout is moving traffic from "
+        kind = rollout.get_strategy_display().split(":", 1)[0]  # "canary", "blue/green", "A/B", "shadow"
+        if kind == "shadow":
+            return (f"v{rollout.stable_version.number} serves; a shadow rollout mirrors its requests to "
+                    f"v{rollout.candidate_version.number}")
+        return (f"{'an' if kind == 'A/B' else 'a'} {kind} rollout is moving traffic from "
                 f"v{rollout.stable_version.number} to v{rollout.candidate_version.number}")
     if len(weights) > 1:
         return "the deployment splits traffic between these versions"

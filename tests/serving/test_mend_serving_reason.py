@@ -11,8 +11,11 @@ from django.test.utils import CaptureQueriesContext
 
 from console.audit import Actor
 from registry import services
+from registry.models import ModelVersion
+from serving.models import Rollout
 from serving.services import configure_deployment
 from serving.v2.routes import load_model_route
+from serving.views import serving_reason
 from tests.conftest import ready_version
 
 pytestmark = pytest.mark.django_db
@@ -57,3 +60,15 @@ def test_the_traffic_panel_says_why_a_version_serves_in_the_same_queries_whateve
     assert "Serving v2:" in deployed and "the deployment names v2 (promoted)" in deployed
     # The reason comes from the route already read: no query to ask the deployment again.
     assert champion_queries == nothing_queries and deployed_queries == nothing_queries
+
+
+@pytest.mark.parametrize(("strategy", "sentence"), [
+    ("canary", "a canary rollout is moving traffic from v1 to v2"),
+    ("blue_green", "a blue/green rollout is moving traffic from v1 to v2"),
+    ("ab", "an A/B rollout is moving traffic from v1 to v2"),
+    ("shadow", "v1 serves; a shadow rollout mirrors its requests to v2"),
+])
+def test_a_rollout_is_named_by_its_strategy_in_the_sentence(strategy: str, sentence: str) -> None:
+    rollout = Rollout(strategy=strategy, stable_version=ModelVersion(number=1),
+                      candidate_version=ModelVersion(number=2))
+    assert serving_reason(None, rollout) == sentence
