@@ -11,8 +11,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def required_scope(request: Request, view: Any) -> str:
-    """The scope a request needs: the view's `scopes` by method, else read for safe methods
-    and manage for the rest."""
+    """The scope a request needs: the view's `scopes` by method ("": any valid token), else
+    read for safe methods and manage for the rest."""
     scopes: dict[str, str] = getattr(view, "scopes", {})
     if request.method in scopes:
         return scopes[request.method]
@@ -30,7 +30,7 @@ class HasScope(permissions.BasePermission):
             raise exceptions.NotAuthenticated("authentication required: send 'Authorization: Bearer <token>'")
         scope = required_scope(request, view)
         token = request.auth
-        if isinstance(token, ApiToken) and not token.has_scope(scope):
+        if scope and isinstance(token, ApiToken) and not token.has_scope(scope):
             raise exceptions.PermissionDenied(f"token lacks the '{scope}' scope")
         if scope == "admin" and not request.user.is_superuser:
             raise exceptions.PermissionDenied("admin role required")

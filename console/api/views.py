@@ -26,7 +26,10 @@ from console.models import ApiToken, AuditEvent, Membership
 
 
 class WhoamiView(APIView):
-    """Who the caller is (`GET /api/v1/whoami/`): a token's holder or the signed-in person."""
+    """Who the caller is (`GET /api/v1/whoami/`): a token's holder or the signed-in person. Any
+    valid token may ask, a predict-only one too: a script checks what its token is before it uses it."""
+
+    scopes = {"GET": ""}
 
     @extend_schema(responses=WhoamiSerializer)
     def get(self, request: Request) -> Response:
