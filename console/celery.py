@@ -10,6 +10,7 @@ app = Celery("paddock")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from workers.bootsteps import BatcherStep  # noqa: E402
+from workers.bootsteps import BatcherStep, WebhookSenderStep  # noqa: E402
 
 app.steps["worker"].add(BatcherStep)
+app.steps["worker"].add(WebhookSenderStep)  # webhook deliveries: threads beside the pool, never on it

@@ -8,6 +8,7 @@ from kombu import Queue
 
 from console.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 from console.mailsettings import *  # noqa: F403 - EMAIL_*, PASSWORD_RESET_*: kept apart for this module's size
+from console.webhooksettings import *  # noqa: F403 - PADDOCK_WEBHOOK_*: kept apart for the same reason
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PADDOCK_VAR_DIR", str(BASE_DIR / "var")))
@@ -235,10 +236,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PADDOCK_ROLLOUT_TICK_SECONDS,
         "options": {"expires": PADDOCK_ROLLOUT_TICK_SECONDS * 2},
     },
-    "requeue-stale-deliveries": {
-        "task": "webhooks.tasks.requeue_stale_deliveries",
-        "schedule": 60.0,
-        "options": {"expires": 60},
+    "prune-webhook-deliveries": {
+        "task": "webhooks.tasks.prune_webhook_deliveries",
+        "schedule": 3600.0,
     },
 }
 
@@ -377,14 +377,6 @@ PADDOCK_STREAM_REDIS_HOSTS = env_list("PADDOCK_STREAM_REDIS_HOSTS")
 # Stream bindings: a message a worker read but never acknowledged (it died) is claimed by another
 # after this long.
 PADDOCK_STREAM_CLAIM_IDLE_MS = env_int("PADDOCK_STREAM_CLAIM_IDLE_MS", 10_000, minimum=100)
-
-# Webhooks (docs/webhooks.md): each delivery is tried this many times, 1, 2, 4, ... s apart (at most
-# the cap), each attempt cut off at the timeout. Targets on loopback, private or link-local
-# addresses are refused unless allowed here (a receiver on the operator's own network; the tests).
-PADDOCK_WEBHOOK_MAX_ATTEMPTS = env_int("PADDOCK_WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
-PADDOCK_WEBHOOK_TIMEOUT_SECONDS = env_float("PADDOCK_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
-PADDOCK_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("PADDOCK_WEBHOOK_BACKOFF_MAX_SECONDS", 300.0, minimum=1.0)
-PADDOCK_WEBHOOK_ALLOW_PRIVATE = env_bool("PADDOCK_WEBHOOK_ALLOW_PRIVATE", False)
 
 # Sign-ins (console and admin forms): failed ones are counted per account and per address for
 # PADDOCK_LOGIN_THROTTLE_SECONDS; past either limit the form refuses until the window ends. Every

@@ -1,11 +1,14 @@
 """Every change to a team's webhooks, each in one transaction with its audit event: create (the
 secret returned that once), pause or resume, delete, redeliver. And `emit`, which the domain's
-verbs call inside their own transaction: one Delivery row per webhook that hears the event, each
-sent by a worker once that transaction commits (nothing is sent for a change rolled back)."""
+verbs call inside their own transaction: one Delivery row per webhook that hears the event. The
+row is the message: the workers' senders see it once that transaction commits (nothing is sent
+for a change rolled back) and send it (workers/webhook_sender.py). `prune_deliveries` empties the
+log of old ones."""
 
-import functools
 import json
+import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -18,16 +21,11 @@ from console.models import Team
 from webhooks.choices import EVENTS, DeliveryState
 from webhooks.models import Delivery, Webhook
 from webhooks.targets import checked_target
-from webhooks.tasks import deliver_webhook
+
+logger = logging.getLogger(__name__)
 
 MAX_WEBHOOKS_PER_TEAM = 20
-
-
-def queue_on_commit(delivery_id: int) -> None:
-    """Send the delivery's task once the caller's transaction commits. Robust: the change that
-    emitted the event has committed by then, so a broker that cannot take the message must not
-    fail it; the delivery stays pending and beat queues it again (tasks.requeue_stale_deliveries)."""
-    transaction.on_commit(functools.partial(deliver_webhook.delay, delivery_id), robust=True)
+PRUNE_BATCH = 1000  # rows deleted per statement: no long lock on the log while it is emptied
 
 
 def check_events(events: Any) -> list[str]:
@@ -94,12 +92,11 @@ def redeliver(*, actor: Actor, delivery: Delivery) -> Delivery:
         record_event(actor=actor, action="webhook.redelivered", obj=webhook,
                      after={"delivery": again.pk, "redelivery_of": delivery.pk, "event": delivery.event,
                             "key": str(delivery.key)})
-        queue_on_commit(again.pk)
     return again
 
 
 def emit(*, event: str, team_id: int, data: dict[str, Any]) -> list[Delivery]:
-    """Queue `event` for every active webhook of the team that hears it. Call it inside the
+    """Record `event` for every active webhook of the team that hears it. Call it inside the
     transaction of the change it tells of: each delivery is sent once that commits."""
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
@@ -113,7 +110,18 @@ def emit(*, event: str, team_id: int, data: dict[str, Any]) -> list[Delivery]:
     for hook in hooks:
         key = uuid.uuid4()
         payload = {"id": str(key), "event": event, "created_at": occurred, "team": hook.team.name, "data": body}
-        delivery = Delivery.objects.create(webhook=hook, key=key, event=event, payload=payload)
-        queue_on_commit(delivery.pk)
-        deliveries.append(delivery)
+        deliveries.append(Delivery.objects.create(webhook=hook, key=key, event=event, payload=payload))
     return deliveries
+
+
+def prune_deliveries(*, before: datetime) -> int:
+    """Delete the deliveries created before `before` that have ended (succeeded or failed; one
+    still pending is left to its senders), a batch at a time; how many went. Not audited: the
+    audit log records people's changes to webhooks, not the log of deliveries."""
+    old = Delivery.objects.filter(created_at__lt=before).exclude(state=DeliveryState.PENDING)
+    removed = 0
+    while batch := list(old.order_by("created_at").values_list("pk", flat=True)[:PRUNE_BATCH]):
+        removed += Delivery.objects.filter(pk__in=batch).delete()[1].get(Delivery._meta.label, 0)
+    if removed:
+        logger.info("removed %d webhook deliveries created before %s", removed, before.isoformat())
+    return removed

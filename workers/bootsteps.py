@@ -1,6 +1,8 @@
 """Starts the batcher inside each Celery worker process, beside the task pool, and the stream
 bindings' runner beside it: control tasks (validation) and batch-job chunks run in the pool,
 online inference in the batcher thread, stream scoring in its own (workers/streams/runner.py).
+The webhook senders have a step of their own (WebhookSenderStep: workers/webhook_sender.py), so
+that a worker that does not serve (PADDOCK_WORKER_SERVES=0) still sends.
 
 Celery's warm shutdown (SIGTERM) stops the batcher through `stop`, which drains it: every batch
 it read or holds is run and answered before the process exits. A batcher that recycles itself
@@ -61,3 +63,29 @@ class BatcherStep(bootsteps.StartStopStep):
             self.batcher.stop()
             if self.batcher.recycling.is_set():
                 worker.exitcode = RECYCLED_EXIT_STATUS
+
+
+class WebhookSenderStep(bootsteps.StartStopStep):
+    """A Celery bootstep that runs the webhook senders beside the pool (PADDOCK_WEBHOOK_SENDERS threads; 0: none)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **options: Any) -> None:
+        super().__init__(worker, **options)
+        self.sender: Any = None
+
+    def start(self, worker: Any) -> None:
+        """Start the dispatcher and the sender threads when the worker starts."""
+        from django.conf import settings
+
+        if settings.PADDOCK_WEBHOOK_SENDERS == 0:
+            return
+        from workers.webhook_sender import WebhookSender
+
+        self.sender = WebhookSender(settings.PADDOCK_WEBHOOK_SENDERS)
+        self.sender.start()
+
+    def stop(self, worker: Any) -> None:
+        """Claim no more attempts; record those in flight (each cut off at the timeout) before the worker exits."""
+        if self.sender is not None:
+            self.sender.stop()

@@ -1,5 +1,7 @@
 """A real HTTP receiver for webhook tests: http.server in a thread on 127.0.0.1, answering each
-POST with the next status of its script (then the last one again), and keeping what it got."""
+POST with the next status of its script (then the last one again), and keeping what it got. Its
+first `holds` requests hang (the receiver a tenant aims at Paddock to tie it up) until `release`
+is set, or HOLD_LIMIT_SECONDS pass: `holding` says how many hang now, `most_held` the most at once."""
 
 import threading
 import time
@@ -8,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+HOLD_LIMIT_SECONDS = 300.0  # a hang guard: past every timeout a test sets
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,12 @@ class Received:
 class Receiver:
     """The server, its URL, its script of answers and what it received."""
 
-    def __init__(self, statuses: list[int], delay: float = 0.0, location: str = "") -> None:
-        self.statuses, self.delay, self.location = list(statuses), delay, location
+    def __init__(self, statuses: list[int], delay: float = 0.0, location: str = "", holds: int = 0) -> None:
+        self.statuses, self.delay, self.location, self.holds = list(statuses), delay, location, holds
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.holding = self.most_held = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +41,14 @@ class Receiver:
                 with owner.lock:
                     owner.received.append(Received(self.path, dict(self.headers.items()), body, time.monotonic()))
                     status = owner.statuses[min(len(owner.received), len(owner.statuses)) - 1]
+                    held = len(owner.received) <= owner.holds
+                    if held:
+                        owner.holding += 1
+                        owner.most_held = max(owner.most_held, owner.holding)
+                if held:
+                    owner.release.wait(HOLD_LIMIT_SECONDS)
+                    with owner.lock:
+                        owner.holding -= 1
                 time.sleep(owner.delay)
                 self.send_response(status)
                 if owner.location:
@@ -66,5 +80,6 @@ def running(statuses: list[int], **options: Any) -> Iterator[Receiver]:
     try:
         yield receiver
     finally:
+        receiver.release.set()
         receiver.server.shutdown()
         receiver.server.server_close()

@@ -1,5 +1,6 @@
 """One attempt at a delivery, in-process, against a real HTTP receiver on 127.0.0.1: what is
-sent (headers, signature, body), what is recorded, the backoff, and every way an attempt fails."""
+sent (headers, signature, body), what is recorded, the backoff, every way an attempt fails, the
+claim and its lease, which deliveries are due, and beat's pruning of the log."""
 
 import json
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from tests.webhooks.receiver import running
 from webhooks import services, signing, tasks
-from webhooks.delivery import attempt_delivery, backoff_seconds
+from webhooks.delivery import attempt_delivery, backoff_seconds, claim_attempt, due_targets, make_attempt, next_due
 from webhooks.models import Delivery
 from webhooks.sending import post
 from webhooks.targets import Target
@@ -161,8 +162,7 @@ def test_a_delivery_of_a_deleted_webhook_is_gone(make_webhook: Callable[..., Any
 
 
 def test_emit_reaches_the_active_webhooks_of_the_team_that_hear_the_event(
-        make_webhook: Callable[..., Any], cast: dict[str, Any],
-        django_capture_on_commit_callbacks: Any) -> None:
+        make_webhook: Callable[..., Any], cast: dict[str, Any]) -> None:
     from console.audit import Actor
 
     hears, _ = make_webhook("http://127.0.0.1:9/a", ["alias.moved"])
@@ -170,16 +170,15 @@ def test_emit_reaches_the_active_webhooks_of_the_team_that_hear_the_event(
     paused, _ = make_webhook("http://127.0.0.1:9/c", ["alias.moved"])
     services.set_webhook_active(actor=Actor(user=cast["engineer"]), webhook=paused, active=False)
     others, _ = make_webhook("http://127.0.0.1:9/d", ["alias.moved"], team="other")
-    with django_capture_on_commit_callbacks() as queued:
-        with transaction.atomic():
-            deliveries = services.emit(event="alias.moved", team_id=hears.team_id, data={"model": "iris"})
+    with transaction.atomic():
+        deliveries = services.emit(event="alias.moved", team_id=hears.team_id, data={"model": "iris"})
     assert [d.webhook_id for d in deliveries] == [hears.pk]
-    assert len(queued) == 1  # its task, queued on commit
-    with django_capture_on_commit_callbacks() as queued:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            services.emit(event="alias.moved", team_id=hears.team_id, data={"model": "iris"})
-            raise RuntimeError("the change is rolled back")
-    assert queued == [] and Delivery.objects.count() == 1
+    # Due at once: the row is the message, which the workers' senders see once the transaction commits.
+    assert deliveries[0].state == "pending" and deliveries[0].next_attempt_at <= timezone.now()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.emit(event="alias.moved", team_id=hears.team_id, data={"model": "iris"})
+        raise RuntimeError("the change is rolled back")
+    assert Delivery.objects.count() == 1  # nothing of the rolled-back change is left to send
     with pytest.raises(ValueError, match="unknown webhook event 'model.deleted'"):
         services.emit(event="model.deleted", team_id=hears.team_id, data={})
 
@@ -195,13 +194,67 @@ def test_an_attempt_connects_to_the_address_checked_and_never_resolves_the_name_
     assert receiver.received[0].headers["Host"] == f"hooks.paddock.invalid:{port}"
 
 
-def test_beat_queues_again_the_deliveries_whose_message_was_lost(
-        make_webhook: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_attempt_whose_sender_died_is_made_again_once_its_lease_lapses(make_webhook: Callable[..., Any]) -> None:
+    with ALLOWED, running([200]) as receiver:
+        webhook, _ = make_webhook(receiver.url)
+        delivery = emitted(webhook.team_id)
+        claim = claim_attempt(delivery)  # attempt 1, claimed by a sender that then died: never sent, never recorded
+        assert claim is not None and claim.attempt == 1
+        assert claim_attempt(delivery) is None  # nobody else makes attempt 1
+        leased = Delivery.objects.get(pk=delivery.pk)
+        assert leased.next_attempt_at > timezone.now() + timedelta(seconds=30)  # leased: timeout + 30 s
+        assert due_targets(timezone.now()) == []
+        lapsed = leased.next_attempt_at + timedelta(milliseconds=1)
+        assert [t.webhook_id for t in due_targets(lapsed)] == [webhook.pk]  # due again once the lease lapses
+        Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())  # the lease has lapsed
+        assert attempt_delivery(delivery.pk).state == "succeeded"
+    assert [r.headers["Paddock-Attempt"] for r in receiver.received] == ["2"]
+    assert receiver.received[0].headers["Paddock-Delivery"] == str(delivery.key)
+    assert Delivery.objects.get(pk=delivery.pk).attempts == 2
+
+
+def test_a_late_outcome_of_an_attempt_another_sender_took_over_is_not_recorded(
+        make_webhook: Callable[..., Any]) -> None:
     webhook, _ = make_webhook("http://127.0.0.1:9/hook")
-    lost, waiting, done = (emitted(webhook.team_id) for _ in range(3))
-    Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
-    Delivery.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=30))
-    Delivery.objects.filter(pk=done.pk).update(state="succeeded", next_attempt_at=timezone.now() - timedelta(hours=1))
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.deliver_webhook, "delay", queued.append)
-    assert tasks.requeue_stale_deliveries() == 1 and queued == [lost.pk]
+    delivery = emitted(webhook.team_id)
+    first = claim_attempt(delivery)
+    assert first is not None
+    second = claim_attempt(Delivery.objects.select_related("webhook").get(pk=delivery.pk))  # after the lease lapsed
+    assert second is not None and second.attempt == 2
+    with ALLOWED:
+        assert make_attempt(first).state == "gone"  # port 9 refuses: a failure, but attempt 1 is no longer the row's
+    row = Delivery.objects.get(pk=delivery.pk)
+    assert (row.attempts, row.last_error, row.duration_ms) == (2, "", None)
+
+
+def test_the_due_list_has_one_row_per_target_the_longest_waiting_first(make_webhook: Callable[..., Any]) -> None:
+    busy, _ = make_webhook("http://127.0.0.1:9/busy")
+    quiet, _ = make_webhook("http://127.0.0.1:9/quiet", team="other")
+    backlog = [emitted(busy.team_id) for _ in range(5)]  # a backlog of five on one target
+    Delivery.objects.filter(pk__in=[d.pk for d in backlog]).update(next_attempt_at=timezone.now() - timedelta(hours=1))
+    [other] = services.emit(event="alias.moved", team_id=quiet.team_id, data={})
+    targets = due_targets(timezone.now())
+    assert [(t.webhook_id, t.team_id) for t in targets] == [(busy.pk, busy.team_id), (quiet.pk, quiet.team_id)]
+    assert due_targets(timezone.now(), exclude=[busy.pk])[0].webhook_id == quiet.pk
+    first, only = next_due(busy.pk, timezone.now()), next_due(quiet.pk, timezone.now())
+    assert first is not None and first.pk == backlog[0].pk  # oldest first: the order they were emitted in
+    assert only is not None and only.pk == other.pk
+
+
+def test_pruning_removes_ended_deliveries_older_than_the_retention_and_keeps_the_rest(
+        make_webhook: Callable[..., Any]) -> None:
+    webhook, _ = make_webhook("http://127.0.0.1:9/hook")
+    old_ok, old_failed, old_pending, recent = (emitted(webhook.team_id) for _ in range(4))
+    month_ago = timezone.now() - timedelta(days=31)
+    Delivery.objects.filter(pk=old_ok.pk).update(state="succeeded", created_at=month_ago)
+    Delivery.objects.filter(pk=old_failed.pk).update(state="failed", created_at=month_ago)
+    Delivery.objects.filter(pk=old_pending.pk).update(created_at=month_ago)  # still being tried: its senders' to end
+    Delivery.objects.filter(pk=recent.pk).update(state="succeeded", created_at=timezone.now() - timedelta(days=29))
+    again = Delivery.objects.create(webhook=webhook, key=old_ok.key, event=old_ok.event, payload=old_ok.payload,
+                                    redelivery_of=old_ok)
+    assert tasks.prune_webhook_deliveries() == 2  # PADDOCK_WEBHOOK_DELIVERY_RETENTION_DAYS: 30
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {old_pending.pk, recent.pk, again.pk}
+    again.refresh_from_db()
+    assert again.redelivery_of is None and again.key == old_ok.key  # the redelivery stays, its key with it
+    with override_settings(PADDOCK_WEBHOOK_DELIVERY_RETENTION_DAYS=1):
+        assert tasks.prune_webhook_deliveries() == 1 and not Delivery.objects.filter(pk=recent.pk).exists()
