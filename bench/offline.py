@@ -45,6 +45,11 @@ KINDS = ("batch", "shared", "stream")
 # the job: at 10 polls a second the web processes used 0.11 CPU-s a second (11 ms a poll), 5% of
 # the 2-core machine, taken from the job's inferences (M2: 0.87 against 0.9 ÷ raw).
 JOB_POLL_SECONDS = 0.5
+# The cells beside a job (and their idle cells) last at least this long: a p99 is its slowest 1%,
+# and 4 s at 64 clients is short for it (adjacent idle cells read 23 and 51 ms, and one full run
+# read 1.94x where the next read 1.12x; 2026-12-05); ten seconds also hold each 10 s beat task
+# (rollups) once in every cell, not in some cells only.
+SHARED_SECONDS = 10.0
 TEAM = "bench"  # servers.Paddock's team: on Paddock's Redis a binding's keys start with "<team>:"
 
 
@@ -67,6 +72,7 @@ def measure_offline(name: str, artifact: Path, row: dict[str, np.ndarray], *, ar
         found["batch"] = batch_jobs(name, artifact, row, rows, chunk, args=args, paddock=paddock,
                                     raw_point=raw_point)
         if name in SHARED_MODELS and "shared" in args.offline:
+            seconds = args.seconds if args.quick else max(args.seconds, SHARED_SECONDS)
             # One job long enough to outlast the cell: while online requests flow a job rests
             # PADDOCK_JOB_ONLINE_YIELD times each inference, so it runs at most 1/(1 + yield) of
             # the time, at its rate alone; and alone for a moment before the cell starts.
@@ -74,10 +80,10 @@ def measure_offline(name: str, artifact: Path, row: dict[str, np.ndarray], *, ar
             rate = statistics.median(r["rows_per_s"] for r in found["batch"]["runs"])
             row_bytes = sum(a.nbytes // len(a) for a in row.values())
             long_job = workdir / f"{slug}-long.npy"
-            np.save(long_job, _rows(row, int(min(rate * (share * (args.seconds + 1) + 0.5),
+            np.save(long_job, _rows(row, int(min(rate * (share * (seconds + 1) + 0.5),
                                                  SHARED_MAX_BYTES // row_bytes))))
             found["shared"] = [shared_cells(paddock, slug, long_job, chunk_size=chunk, clients=clients,
-                                            seconds=args.seconds, target=rest_binary, drain=drain,
+                                            seconds=seconds, target=rest_binary, drain=drain,
                                             round_number=round_number)
                                for round_number in range(args.rounds) for clients in args.shared_clients]
             long_job.unlink()
