@@ -20,7 +20,7 @@ from django.conf import settings
 from console.audit import Actor
 from console.services import create_token
 from registry import services
-from serving.v2.wire import stream_key
+from serving.v2.wire import GROUP, stream_key
 from tests import models as built
 from tests.conftest import wait_until
 from tests.integration.conftest import Served, register_ready, wait_until_served
@@ -259,10 +259,22 @@ def test_a_passed_deadline_gets_504(served: Served, web_server: str, cast: dict[
     busy = triton.InferInput("x", [64, 1024], "FP32")
     busy.set_data_from_numpy(np.ones((64, 1024), dtype=np.float32))
     # Ten full batches queued ahead keep the worker busy for well over the deadline below; the
-    # deadline request goes only once some of them are in the version's stream (queued or running).
+    # deadline request goes only once four of them are in the stream unanswered: read by no
+    # worker yet, or read and not acknowledged (a batch's XACK goes with the next round, so one
+    # answered batch may still count). The stream's length alone also counted answered entries
+    # whose XDEL was still to be sent, and a slowed test process found the queue drained (200, once).
     ahead = [client.async_infer("slow", [busy], headers=headers) for _ in range(10)]
     queue = redis.Redis.from_url(settings.REDIS_URL)
-    wait_until(lambda: queue.xlen(stream_key(version.pk, version.sha256)) >= 3, timeout=30)
+    key = stream_key(version.pk, version.sha256)
+
+    def unanswered() -> int:
+        groups = {g["name"].decode(): g for g in queue.xinfo_groups(key)}
+        if GROUP not in groups:
+            return 0
+        unread = queue.xrange(key, min=f"({groups[GROUP]['last-delivered-id'].decode()}", max="+")
+        return len(unread or []) + int(groups[GROUP]["pending"])
+
+    wait_until(lambda: unanswered() >= 4, timeout=30)
     document = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024], "data": [0.0] * 1024}],
                 "parameters": {"timeout": 50_000}}  # microseconds, as in Triton
     status, _, body = infer_json(web_server, served.token, "slow", document)
