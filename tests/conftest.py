@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from console.audit import Actor
@@ -51,6 +52,17 @@ def cast(teams: dict[str, Team], django_user_model: Any) -> dict[str, Any]:
     Membership.objects.create(team=teams["ml"], user=people["viewer"], role="viewer")
     Membership.objects.create(team=teams["other"], user=people["outsider"], role="engineer")
     return people
+
+
+@pytest.fixture
+def browser_as(cast: dict[str, Any]) -> Callable[[str], Client]:
+    """A console client signed in as one of the cast (by role name)."""
+    def make(who: str) -> Client:
+        client = Client()
+        client.force_login(cast[who])
+        return client
+
+    return make
 
 
 @pytest.fixture

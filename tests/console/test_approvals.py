@@ -57,16 +57,6 @@ def awaiting(iris: RegisteredModel, cast: dict[str, Any]) -> Rollout:
     return bring_to_approval(iris, cast["engineer"])
 
 
-@pytest.fixture
-def browser(cast: dict[str, Any]) -> Any:
-    def make(who: str) -> Client:
-        client = Client()
-        client.force_login(cast[who])
-        return client
-
-    return make
-
-
 def card(html: str, rollout: Rollout) -> str:
     match = re.search(rf'<article class="card approval" id="approval-{rollout.pk}".*?</article>', html, re.S)
     assert match, f"rollout {rollout.pk} is not in the inbox"
@@ -74,7 +64,7 @@ def card(html: str, rollout: Rollout) -> str:
 
 
 def test_every_team_s_rollout_awaiting_approval_is_listed_with_its_figures(
-        awaiting: Rollout, browser: Any, cast: dict[str, Any], teams: dict[str, Any]) -> None:
+        awaiting: Rollout, browser_as: Any, cast: dict[str, Any], teams: dict[str, Any]) -> None:
     # Team other's rollout waits too (no gate check yet); a running one of team ml does not wait.
     outsider = Actor(user=cast["outsider"])
     wine = services.create_model(actor=outsider, name="wine", team=teams["other"])
@@ -89,7 +79,7 @@ def test_every_team_s_rollout_awaiting_approval_is_listed_with_its_figures(
         ready_version(rose, seed)
     rollouts.start_rollout(actor=Actor(user=cast["engineer"]), model=rose, candidate=2, strategy="canary")
 
-    html = browser("admin").get("/approvals/").content.decode()
+    html = browser_as("admin").get("/approvals/").content.decode()
     assert re.findall(r'<article class="card approval" id="approval-(\d+)"', html) == [
         str(awaiting.pk), str(blue_green.pk)]  # the longest waiting first; rose's canary is running
     iris = card(html, awaiting)
@@ -111,8 +101,8 @@ def decide(client: Client, rollout: Rollout, decision: str, reason: str) -> Any:
     return client.post(f"/approvals/{rollout.pk}/", {"decision": decision, "reason": reason}, headers=HTMX)
 
 
-def test_approving_moves_it_on_and_audits_the_reason(awaiting: Rollout, browser: Any, cast: dict[str, Any]) -> None:
-    answer = decide(browser("admin"), awaiting, "approve", "figures look good")
+def test_approving_moves_it_on_and_audits_the_reason(awaiting: Rollout, browser_as: Any, cast: dict[str, Any]) -> None:
+    answer = decide(browser_as("admin"), awaiting, "approve", "figures look good")
     assert answer.status_code == 200
     html = " ".join(answer.content.decode().split())
     assert f'<p class="notice" role="status">Rollout {awaiting.pk} of iris (v2) approved.</p>' in html
@@ -127,8 +117,8 @@ def test_approving_moves_it_on_and_audits_the_reason(awaiting: Rollout, browser:
     assert event.actor_username == "admin" and event.after is not None and event.after["message"] == message
 
 
-def test_rejecting_rolls_it_back_with_the_reason(awaiting: Rollout, browser: Any) -> None:
-    answer = decide(browser("admin"), awaiting, "reject", "  p99 is too close to its limit  ")
+def test_rejecting_rolls_it_back_with_the_reason(awaiting: Rollout, browser_as: Any) -> None:
+    answer = decide(browser_as("admin"), awaiting, "reject", "  p99 is too close to its limit  ")
     assert answer.status_code == 200
     assert f"Rollout {awaiting.pk} of iris (v2) rejected: rolled back." in answer.content.decode()
     awaiting.refresh_from_db()
@@ -147,8 +137,8 @@ def test_rejecting_rolls_it_back_with_the_reason(awaiting: Rollout, browser: Any
     ("approve", "x" * 501, 400, "the reason is 501 characters; at most 500"),
 ])
 def test_a_decision_is_refused_without_a_reason_or_a_known_verb(
-        awaiting: Rollout, browser: Any, decision: str, reason: str, status: int, message: str) -> None:
-    answer = decide(browser("admin"), awaiting, decision, reason)
+        awaiting: Rollout, browser_as: Any, decision: str, reason: str, status: int, message: str) -> None:
+    answer = decide(browser_as("admin"), awaiting, decision, reason)
     assert answer.status_code == status
     assert f'<p class="error" role="alert">{message}</p>' in answer.content.decode()
     awaiting.refresh_from_db()
@@ -156,8 +146,8 @@ def test_a_decision_is_refused_without_a_reason_or_a_known_verb(
     assert not AuditEvent.objects.filter(action__in=["rollout.approve", "rollout.rollback"]).exists()
 
 
-def test_a_rollout_decided_meanwhile_is_a_conflict(awaiting: Rollout, browser: Any) -> None:
-    admin = browser("admin")
+def test_a_rollout_decided_meanwhile_is_a_conflict(awaiting: Rollout, browser_as: Any) -> None:
+    admin = browser_as("admin")
     assert decide(admin, awaiting, "approve", "go").status_code == 200
     again = decide(admin, awaiting, "reject", "too late")
     assert again.status_code == 409
@@ -175,18 +165,18 @@ def badge(html: str) -> str:
     return match.group(1)
 
 
-def test_the_navigation_counts_what_waits_for_admins_only(awaiting: Rollout, browser: Any) -> None:
-    admin = browser("admin")
+def test_the_navigation_counts_what_waits_for_admins_only(awaiting: Rollout, browser_as: Any) -> None:
+    admin = browser_as("admin")
     assert badge(admin.get("/models/").content.decode()) == "1"
     decide(admin, awaiting, "approve", "fine")
     assert badge(admin.get("/models/").content.decode()) == "0"
-    engineer = browser("engineer").get("/models/").content.decode()
+    engineer = browser_as("engineer").get("/models/").content.decode()
     assert "approvals-count" not in engineer and "/approvals/" not in engineer
 
 
-def test_non_admins_are_refused_the_inbox_and_its_decisions(awaiting: Rollout, browser: Any,
+def test_non_admins_are_refused_the_inbox_and_its_decisions(awaiting: Rollout, browser_as: Any,
                                                              cast: dict[str, Any]) -> None:
-    engineer = browser("engineer")
+    engineer = browser_as("engineer")
     for response in (engineer.get("/approvals/"), engineer.get("/approvals/", headers=HTMX),
                      decide(engineer, awaiting, "approve", "mine"), decide(engineer, awaiting, "reject", "mine")):
         assert response.status_code == 403 and REFUSED in response.content.decode()

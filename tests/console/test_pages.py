@@ -14,16 +14,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser_as(cast: dict[str, Any]) -> Any:
-    def make(who: str) -> Client:
-        client = Client()
-        client.force_login(cast[who])
-        return client
-
-    return make
-
-
-@pytest.fixture
 def iris(teams: dict[str, Any], cast: dict[str, Any]) -> Any:
     model = services.create_model(actor=Actor(user=cast["engineer"]), name="iris", team=teams["ml"],
                                   description="Flowers", tags=["tabular"])

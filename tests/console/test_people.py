@@ -23,16 +23,6 @@ HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture
-def signed_in(cast: dict[str, Any]) -> Callable[[str], Client]:
-    def make(who: str) -> Client:
-        client = Client()
-        client.force_login(cast[who])
-        return client
-
-    return make
-
-
-@pytest.fixture
 def newbie(cast: dict[str, Any]) -> Any:
     """A person in no team yet."""
     return get_user_model().objects.create_user("newbie", email="newbie@example.com", password=PASSWORD)
@@ -63,8 +53,8 @@ def activity(event: AuditEvent) -> tuple[bool, bool]:
     return event.before["is_active"], event.after["is_active"]
 
 
-def test_an_admin_creates_a_team_and_it_is_audited(signed_in: Callable[[str], Client]) -> None:
-    response = signed_in("admin").post("/teams/", {"name": "vision", "description": "Images"}, headers=HTMX)
+def test_an_admin_creates_a_team_and_it_is_audited(browser_as: Callable[[str], Client]) -> None:
+    response = browser_as("admin").post("/teams/", {"name": "vision", "description": "Images"}, headers=HTMX)
     assert response.status_code == 201
     html = response.content.decode()
     assert "<html" not in html and "Team &#x27;vision&#x27; created" in html and 'href="/teams/vision/"' in html
@@ -74,8 +64,8 @@ def test_an_admin_creates_a_team_and_it_is_audited(signed_in: Callable[[str], Cl
 
 
 def test_an_admin_creates_a_person_with_a_password_never_written_to_the_log(
-        signed_in: Callable[[str], Client]) -> None:
-    response = signed_in("admin").post("/people/", {"username": "dana", "email": "dana@example.com",
+        browser_as: Callable[[str], Client]) -> None:
+    response = browser_as("admin").post("/people/", {"username": "dana", "email": "dana@example.com",
                                                     "password": "a-long-pass-phrase-42"})
     assert response.status_code == 201
     assert "User &#x27;dana&#x27; created with the password you gave." in response.content.decode()
@@ -90,9 +80,9 @@ def test_an_admin_creates_a_person_with_a_password_never_written_to_the_log(
 
 
 def test_a_person_created_without_a_password_is_emailed_a_link_to_set_one(
-        signed_in: Callable[[str], Client], settings: Any) -> None:
+        browser_as: Callable[[str], Client], settings: Any) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    response = signed_in("admin").post("/people/", {"username": "erin", "email": "erin@example.com",
+    response = browser_as("admin").post("/people/", {"username": "erin", "email": "erin@example.com",
                                                     "send_link": "on"}, headers=HTMX)
     assert response.status_code == 201
     assert "a link to set a password was emailed to erin@example.com" in response.content.decode()
@@ -114,8 +104,8 @@ def test_a_person_created_without_a_password_is_emailed_a_link_to_set_one(
 
 
 def test_an_admin_adds_re_roles_and_removes_a_member_each_audited(
-        signed_in: Callable[[str], Client], newbie: Any, teams: dict[str, Team]) -> None:
-    admin = signed_in("admin")
+        browser_as: Callable[[str], Client], newbie: Any, teams: dict[str, Team]) -> None:
+    admin = browser_as("admin")
     added = admin.post("/teams/ml/", {"username": "newbie", "role": "engineer"}, headers=HTMX)
     assert added.status_code == 201
     assert "newbie added to team ml as engineer." in added.content.decode()
@@ -137,9 +127,9 @@ def test_an_admin_adds_re_roles_and_removes_a_member_each_audited(
     assert delete.before == {**snapshot, "role": "viewer"}
 
 
-def test_giving_a_member_the_role_they_have_changes_nothing(signed_in: Callable[[str], Client],
+def test_giving_a_member_the_role_they_have_changes_nothing(browser_as: Callable[[str], Client],
                                                             cast: dict[str, Any]) -> None:
-    response = signed_in("admin").post(f"/teams/ml/members/{cast['engineer'].pk}/role/", {"role": "engineer"},
+    response = browser_as("admin").post(f"/teams/ml/members/{cast['engineer'].pk}/role/", {"role": "engineer"},
                                        headers=HTMX)
     assert response.status_code == 200
     assert not AuditEvent.objects.filter(action="membership.update").exists()
@@ -155,11 +145,11 @@ def test_giving_a_member_the_role_they_have_changes_nothing(signed_in: Callable[
     ("viewer", "post", "/people/{engineer}/deactivate/", {}),
 ])
 def test_a_non_admin_is_refused_with_a_message_and_nothing_changes(
-        signed_in: Callable[[str], Client], cast: dict[str, Any], who: str, method: str, path: str,
+        browser_as: Callable[[str], Client], cast: dict[str, Any], who: str, method: str, path: str,
         data: dict[str, str]) -> None:
     path = path.format(viewer=cast["viewer"].pk, engineer=cast["engineer"].pk)
     memberships = sorted(Membership.objects.values_list("team__name", "user__username", "role"))
-    response = getattr(signed_in(who), method)(path, data)
+    response = getattr(browser_as(who), method)(path, data)
     assert response.status_code == 403
     assert alert(response) == ADMINS_ONLY
     assert sorted(Membership.objects.values_list("team__name", "user__username", "role")) == memberships
@@ -169,8 +159,8 @@ def test_a_non_admin_is_refused_with_a_message_and_nothing_changes(
     assert not AuditEvent.objects.exclude(action__startswith="user.login").exists()
 
 
-def test_a_refusal_to_htmx_is_the_fragment_with_its_message(signed_in: Callable[[str], Client]) -> None:
-    response = signed_in("admin").post("/teams/", {"name": "ml"}, headers=HTMX)
+def test_a_refusal_to_htmx_is_the_fragment_with_its_message(browser_as: Callable[[str], Client]) -> None:
+    response = browser_as("admin").post("/teams/", {"name": "ml"}, headers=HTMX)
     assert response.status_code == 409
     assert "<html" not in response.content.decode() and alert(response) == "a team named 'ml' already exists"
 
@@ -210,19 +200,19 @@ def test_a_refusal_to_htmx_is_the_fragment_with_its_message(signed_in: Callable[
     ("/people/{admin}/deactivate/", {}, 403, "you cannot deactivate your own account: another admin must"),
     ("/people/999999/deactivate/", {}, 404, "user 999999 not found"),
 ])
-def test_a_bad_change_is_refused_with_its_reason(signed_in: Callable[[str], Client], cast: dict[str, Any],
+def test_a_bad_change_is_refused_with_its_reason(browser_as: Callable[[str], Client], cast: dict[str, Any],
                                                  newbie: Any, path: str, data: dict[str, str], status: int,
                                                  message: str) -> None:
     ids = {who: cast[who].pk for who in ("admin", "engineer", "outsider")}
     before = AuditEvent.objects.count()
-    response = signed_in("admin").post(path.format(**ids), data)
+    response = browser_as("admin").post(path.format(**ids), data)
     assert response.status_code == status
     assert alert(response) == message.format(**ids)
     assert AuditEvent.objects.count() == before
 
 
-def test_members_see_their_teams_and_members_read_only(signed_in: Callable[[str], Client]) -> None:
-    engineer = signed_in("engineer")
+def test_members_see_their_teams_and_members_read_only(browser_as: Callable[[str], Client]) -> None:
+    engineer = browser_as("engineer")
     teams = engineer.get("/teams/").content.decode()
     assert 'href="/teams/ml/"' in teams and "/teams/other/" not in teams
     assert 'id="team-form"' not in teams
@@ -234,8 +224,8 @@ def test_members_see_their_teams_and_members_read_only(signed_in: Callable[[str]
     assert engineer.get("/teams/ml/", headers=HTMX).content.decode().startswith('<div id="members"')
 
 
-def test_an_admin_sees_every_team_and_can_change_them(signed_in: Callable[[str], Client]) -> None:
-    admin = signed_in("admin")
+def test_an_admin_sees_every_team_and_can_change_them(browser_as: Callable[[str], Client]) -> None:
+    admin = browser_as("admin")
     teams = admin.get("/teams/").content.decode()
     assert 'href="/teams/ml/"' in teams and 'href="/teams/other/"' in teams and 'id="team-form"' in teams
     html = admin.get("/teams/other/").content.decode()
@@ -246,9 +236,9 @@ def test_an_admin_sees_every_team_and_can_change_them(signed_in: Callable[[str],
     ("get", "/teams/ml/"), ("post", "/teams/ml/"), ("post", "/teams/ml/members/{engineer}/remove/"),
     ("get", "/teams/nowhere/"),
 ])
-def test_an_outsider_gets_404_for_another_teams_page(signed_in: Callable[[str], Client], cast: dict[str, Any],
+def test_an_outsider_gets_404_for_another_teams_page(browser_as: Callable[[str], Client], cast: dict[str, Any],
                                                      method: str, path: str) -> None:
-    response = getattr(signed_in("outsider"), method)(path.format(engineer=cast["engineer"].pk),
+    response = getattr(browser_as("outsider"), method)(path.format(engineer=cast["engineer"].pk),
                                                       {"username": "outsider", "role": "engineer"})
     assert response.status_code == 404
     assert Membership.objects.filter(team__name="ml", user=cast["engineer"]).exists()
@@ -256,11 +246,11 @@ def test_an_outsider_gets_404_for_another_teams_page(signed_in: Callable[[str], 
 
 
 def test_a_deactivated_person_cannot_sign_in_and_their_token_is_refused(
-        signed_in: Callable[[str], Client], cast: dict[str, Any], client_for: Callable[..., APIClient]) -> None:
+        browser_as: Callable[[str], Client], cast: dict[str, Any], client_for: Callable[..., APIClient]) -> None:
     api = client_for("engineer", "read")
     assert api.get("/api/v1/models/").status_code == 200
-    admin = signed_in("admin")
-    engineers_session = signed_in("engineer")
+    admin = browser_as("admin")
+    engineers_session = browser_as("engineer")
 
     response = admin.post(f"/people/{cast['engineer'].pk}/deactivate/", headers=HTMX)
     assert response.status_code == 200 and "&#x27;engineer&#x27; deactivated." in response.content.decode()
@@ -282,27 +272,27 @@ def test_a_deactivated_person_cannot_sign_in_and_their_token_is_refused(
     assert [activity(e) for e in events("user.update")] == [(True, False), (False, True)]
 
 
-def test_deactivating_someone_inactive_changes_nothing(signed_in: Callable[[str], Client],
+def test_deactivating_someone_inactive_changes_nothing(browser_as: Callable[[str], Client],
                                                        cast: dict[str, Any]) -> None:
-    admin = signed_in("admin")
+    admin = browser_as("admin")
     admin.post(f"/people/{cast['viewer'].pk}/deactivate/")
     admin.post(f"/people/{cast['viewer'].pk}/deactivate/")
     assert len(events("user.update")) == 1
 
 
-def test_the_people_page_lists_everyone_with_their_teams_and_state(signed_in: Callable[[str], Client],
+def test_the_people_page_lists_everyone_with_their_teams_and_state(browser_as: Callable[[str], Client],
                                                                    cast: dict[str, Any]) -> None:
     cast["viewer"].is_active = False
     cast["viewer"].save()
-    html = signed_in("admin").get("/people/").content.decode()
+    html = browser_as("admin").get("/people/").content.decode()
     assert 'id="person-engineer" data-active="true"' in html and 'id="person-viewer" data-active="false"' in html
     assert '<a href="/teams/ml/">ml</a> (engineer)' in html and '<a href="/teams/other/">other</a> (engineer)' in html
     assert 'id="user-form"' in html and 'id="team-form"' in html
     assert ">Reactivate</button>" in html
 
 
-def test_the_navigation_shows_teams_to_everyone_and_people_to_admins(signed_in: Callable[[str], Client]) -> None:
-    engineer = signed_in("engineer").get("/teams/").content.decode()
-    admin = signed_in("admin").get("/teams/").content.decode()
+def test_the_navigation_shows_teams_to_everyone_and_people_to_admins(browser_as: Callable[[str], Client]) -> None:
+    engineer = browser_as("engineer").get("/teams/").content.decode()
+    admin = browser_as("admin").get("/teams/").content.decode()
     assert '<a href="/teams/">Teams</a>' in engineer and '<a href="/people/">People</a>' not in engineer
     assert '<a href="/teams/">Teams</a>' in admin and '<a href="/people/">People</a>' in admin

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from console.audit import Actor
 from console.models import AuditEvent
@@ -161,16 +160,6 @@ def test_deleting_a_model_whose_versions_name_parents_removes_them_all(model: An
     cards.update_version_card(actor=actor, version=model.versions.get(number=3), changes={"parent_version": 2})
     services.delete_model(actor=Actor(user=cast["admin"]), model=model)
     assert not RegisteredModel.objects.filter(name="iris").exists() and not ModelVersion.objects.exists()
-
-
-@pytest.fixture
-def browser_as(cast: dict[str, Any]) -> Any:
-    def make(who: str) -> Client:
-        client = Client()
-        client.force_login(cast[who])
-        return client
-
-    return make
 
 
 FORM = {"card_markdown": "## Notes\n\n- trained *longer*", "metrics": "accuracy: 0.93\n\nepochs: 12\n",
