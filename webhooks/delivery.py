@@ -133,22 +133,6 @@ def make_attempt(claim: Claim) -> Outcome:
     return _record(delivery, attempt, answer, last=attempt >= settings.PADDOCK_WEBHOOK_MAX_ATTEMPTS)
 
 
-def attempt_delivery(delivery_id: int) -> Outcome:
-    """Make the delivery's next attempt now if it is due and nobody else is making it (steps 1-6)."""
-    delivery = Delivery.objects.select_related("webhook").filter(pk=delivery_id).first()
-    if delivery is None:
-        return Outcome("gone")
-    if delivery.state != DeliveryState.PENDING:
-        return Outcome(delivery.state)
-    now = timezone.now()
-    if delivery.next_attempt_at > now:
-        return Outcome("not due", retry_in=(delivery.next_attempt_at - now).total_seconds())
-    claim = claim_attempt(delivery, now)
-    if claim is None:
-        return Outcome("claimed by another sender")
-    return make_attempt(claim)
-
-
 def _record(delivery: Delivery, attempt: int, answer: Answer, *, last: bool) -> Outcome:
     now = timezone.now()
     if answer.ok:

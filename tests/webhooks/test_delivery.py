@@ -14,13 +14,31 @@ from django.utils import timezone
 
 from tests.webhooks.receiver import running
 from webhooks import services, signing, tasks
-from webhooks.delivery import attempt_delivery, backoff_seconds, claim_attempt, due_targets, make_attempt, next_due
+from webhooks.choices import DeliveryState
+from webhooks.delivery import Outcome, backoff_seconds, claim_attempt, due_targets, make_attempt, next_due
 from webhooks.models import Delivery
 from webhooks.sending import post
 from webhooks.targets import Target
 
 pytestmark = pytest.mark.django_db
 ALLOWED = override_settings(PADDOCK_WEBHOOK_ALLOW_PRIVATE=True)
+
+
+def attempt_delivery(delivery_id: int) -> Outcome:
+    """The delivery's next attempt now, if it is due and nobody else is making it: what a sender
+    thread does for one delivery (workers/webhook_sender.py), without its dispatcher."""
+    delivery = Delivery.objects.select_related("webhook").filter(pk=delivery_id).first()
+    if delivery is None:
+        return Outcome("gone")
+    if delivery.state != DeliveryState.PENDING:
+        return Outcome(delivery.state)
+    now = timezone.now()
+    if delivery.next_attempt_at > now:
+        return Outcome("not due", retry_in=(delivery.next_attempt_at - now).total_seconds())
+    claim = claim_attempt(delivery, now)
+    if claim is None:
+        return Outcome("claimed by another sender")
+    return make_attempt(claim)
 
 
 def emitted(team_id: int, event: str = "alias.moved") -> Delivery:
